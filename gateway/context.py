@@ -1,0 +1,21 @@
+"""Typed keys for what the Application holds; one place so handlers avoid import cycles."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from sessions.local import LocalInstances
+
+    from .config import Config
+    from .kafka import KafkaClients
+
+CONFIG: web.AppKey[Config] = web.AppKey("config")
+KAFKA: web.AppKey[KafkaClients] = web.AppKey("kafka")
+SESSIONS: web.AppKey[LocalInstances] = web.AppKey("sessions")
+
+# Handlers store the negotiated response type under this request key, so that errors raised
+# later carry it, as Confluent's do once a resource method has been selected.
+RESPONSE_TYPE = "event_gateway.response_type"

@@ -1,0 +1,132 @@
+"""Confluent error codes and the one exception type every layer raises.
+
+Clients of a v2 proxy branch on ``error_code`` (not only on the HTTP status), so every failure
+leaves the process as ``{"error_code": int, "message": str}``; handlers and sessions raise
+:class:`GatewayError` and the middleware in :mod:`gateway.app` renders it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+# Canonical messages that v2 clients and Confluent's own tests match on.
+CONSUMER_INSTANCE_NOT_FOUND = "Consumer instance not found."
+CONSUMER_ALREADY_EXISTS = (
+    "Consumer with specified consumer ID already exists in the specified consumer group."
+)
+FORMAT_MISMATCH = (
+    "The requested embedded data format does not match the deserializer for this consumer instance"
+)
+TOPIC_NOT_FOUND = "Topic not found."
+PARTITION_NOT_FOUND = "Partition not found."
+
+JSON = "application/json"
+
+
+class GatewayError(Exception):
+    """A failure with a Confluent ``error_code`` and the HTTP status it is sent with.
+
+    ``retry_after`` (seconds) marks failures a client should simply retry: it becomes a
+    ``Retry-After`` header, which generic HTTP clients and load balancers understand.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        error_code: int,
+        message: str,
+        *,
+        retry_after: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_code = error_code
+        self.message = message
+        self.retry_after = retry_after
+
+    def __repr__(self) -> str:
+        return f"GatewayError({self.status}, {self.error_code}, {self.message!r})"
+
+
+def error_body(error_code: int, message: str) -> bytes:
+    return orjson.dumps({"error_code": error_code, "message": message})
+
+
+def error_response(
+    exc: GatewayError, content_type: str = JSON, headers: dict[str, str] | None = None
+) -> web.Response:
+    """Render ``exc``; ``content_type`` is the negotiated type when a route was matched."""
+    hdrs = dict(headers or {})
+    if exc.retry_after is not None:
+        hdrs["Retry-After"] = str(exc.retry_after)
+    return web.Response(
+        status=exc.status,
+        body=error_body(exc.error_code, exc.message),
+        content_type=content_type,
+        headers=hdrs,
+    )
+
+
+# --- constructors for the errors raised in more than one place -----------------------------
+
+
+def unprocessable(message: str, error_code: int = 422) -> GatewayError:
+    return GatewayError(422, error_code, message)
+
+
+def bad_request(message: str) -> GatewayError:
+    return GatewayError(400, 400, message)
+
+
+def unrecognized_field(name: str) -> GatewayError:
+    return GatewayError(422, 422, f"Unrecognized field: {name}")
+
+
+def instance_not_found() -> GatewayError:
+    return GatewayError(404, 40403, CONSUMER_INSTANCE_NOT_FOUND)
+
+
+def instance_exists() -> GatewayError:
+    return GatewayError(409, 40902, CONSUMER_ALREADY_EXISTS)
+
+
+def illegal_state(detail: str) -> GatewayError:
+    return GatewayError(409, 40903, f"Illegal state: {detail}")
+
+
+def topic_not_found(message: str = TOPIC_NOT_FOUND) -> GatewayError:
+    # A real cluster answers an unknown topic with UnknownTopicOrPartition, which Confluent
+    # maps to 40403 (reference, note A); we do the same so drop-in clients see one code.
+    return GatewayError(404, 40403, message)
+
+
+def partition_not_found() -> GatewayError:
+    return GatewayError(404, 40402, PARTITION_NOT_FOUND)
+
+
+def kafka_unavailable(detail: str) -> GatewayError:
+    """Kafka could not be reached within the bounded wait: retriable, never a hang."""
+    return GatewayError(503, 50003, f"Kafka is unavailable: {detail}", retry_after=1)
+
+
+def session_store_unavailable(detail: str) -> GatewayError:
+    return GatewayError(
+        503, 50301, f"Consumer session store is unavailable: {detail}", retry_after=1
+    )
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line message for an exception from a client library (never a stack trace)."""
+    text = str(exc).strip()
+    return text or type(exc).__name__
+
+
+def json_detail(value: Any) -> str:
+    """The value as JSON text, as Confluent quotes offending data in its messages."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return repr(value)

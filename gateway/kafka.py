@@ -1,0 +1,142 @@
+"""The process-wide Kafka clients (one producer, one admin) and Java-setting translation.
+
+The clients start lazily and restart after failures, so the gateway comes up while Kafka is
+down and heals by itself when it returns; every start is bounded by ``kafka.timeout.ms``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from .config import Config
+from .errors import describe, kafka_unavailable
+
+log = logging.getLogger(__name__)
+
+# Java client keys whose aiokafka name is not simply dots -> underscores.
+_RENAMES = {
+    "max.in.flight.requests.per.connection": None,  # aiokafka pipelines per connection itself
+    "batch.size": "max_batch_size",
+    "sasl.jaas.config": None,
+}
+
+
+def kafka_kwargs(settings: Mapping[str, str], cls: type, *, source: str) -> dict[str, Any]:
+    """Translate Java-style client settings (``linger.ms``) into ``cls`` keyword arguments.
+
+    A setting aiokafka has no equivalent for is logged and dropped rather than failing
+    start-up: migrated Confluent files carry many JVM-only keys.
+    """
+    params = inspect.signature(cls.__init__).parameters
+    out: dict[str, Any] = {}
+    for key, raw in settings.items():
+        name = _RENAMES.get(key, key.replace(".", "_").replace("-", "_"))
+        if name is None or name not in params or name in ("loop", "bootstrap_servers"):
+            log.warning("%s setting %r has no aiokafka equivalent; ignored", source, key)
+            continue
+        default = params[name].default
+        out[name] = _coerce(raw, default, f"{source}.{key}")
+    return out
+
+
+def _coerce(raw: str, default: Any, key: str) -> Any:
+    from .config import ConfigError
+
+    text = str(raw).strip()
+    try:
+        if isinstance(default, bool):
+            if text.lower() not in ("true", "false"):
+                raise ValueError(text)
+            return text.lower() == "true"
+        if isinstance(default, int):
+            return int(text)
+        if isinstance(default, float):
+            return float(text)
+    except ValueError:
+        raise ConfigError(f"{key}: {raw!r} is not a valid value") from None
+    return text
+
+
+class KafkaClients:
+    """Owns the shared producer and admin client; explicit ``start()`` / ``stop()``."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._producer: AIOKafkaProducer | None = None
+        self._admin: AIOKafkaAdminClient | None = None
+        self._lock = asyncio.Lock()
+        self._timeout = config.kafka_timeout_ms / 1000
+        self._producer_kwargs = kafka_kwargs(
+            config.producer_settings(), AIOKafkaProducer, source="producer"
+        )
+        self._admin_kwargs = kafka_kwargs(
+            config.admin_settings(), AIOKafkaAdminClient, source="admin"
+        )
+
+    async def start(self) -> None:
+        """Connect eagerly when Kafka is up; a down Kafka is retried on first use."""
+        try:
+            await self.producer()
+            await self.admin()
+        except Exception as exc:  # start anyway: the gateway must heal when Kafka returns
+            log.warning("Kafka not reachable at start-up (%s); will retry on demand", exc)
+
+    async def stop(self) -> None:
+        producer, admin = self._producer, self._admin
+        self._producer = self._admin = None
+        if producer is not None:
+            await _bounded(producer.stop(), self._timeout)
+        if admin is not None:
+            await _bounded(admin.close(), self._timeout)
+
+    async def producer(self) -> AIOKafkaProducer:
+        if self._producer is not None:
+            return self._producer
+        async with self._lock:
+            if self._producer is None:
+                kwargs = {
+                    "acks": "all",
+                    "enable_idempotence": False,
+                    "linger_ms": 0,
+                    "request_timeout_ms": max(self.config.kafka_timeout_ms, 1000),
+                    **self._producer_kwargs,
+                }
+                p = AIOKafkaProducer(bootstrap_servers=self.config.bootstrap_servers, **kwargs)
+                await self._start(p.start(), p.stop)
+                self._producer = p
+        return self._producer
+
+    async def admin(self) -> AIOKafkaAdminClient:
+        if self._admin is not None:
+            return self._admin
+        async with self._lock:
+            if self._admin is None:
+                kwargs = {"request_timeout_ms": self.config.kafka_timeout_ms, **self._admin_kwargs}
+                a = AIOKafkaAdminClient(bootstrap_servers=self.config.bootstrap_servers, **kwargs)
+                await self._start(a.start(), a.close)
+                self._admin = a
+        return self._admin
+
+    async def _start(self, starting: Any, cleanup: Any) -> None:
+        try:
+            await asyncio.wait_for(starting, self._timeout)
+        except (TimeoutError, Exception) as exc:
+            await _bounded(cleanup(), self._timeout)
+            detail = "timed out" if isinstance(exc, asyncio.TimeoutError) else describe(exc)
+            raise kafka_unavailable(
+                f"cannot connect to {self.config.bootstrap_servers} ({detail})"
+            ) from exc
+
+
+async def _bounded(coro: Any, limit: float) -> None:
+    try:
+        await asyncio.wait_for(coro, limit)
+    except Exception as exc:
+        log.warning("Kafka client shutdown did not complete cleanly: %s", exc)

@@ -1,0 +1,154 @@
+"""v2 media types and Jersey-compatible Content-Type / Accept negotiation.
+
+Existing v2 clients depend on the exact 415 / 406 behaviour of Confluent's JAX-RS resources,
+so negotiation is modelled on it: a Content-Type outside the resource's list is 415 even on a
+GET, an Accept nothing offered satisfies is 406 with no body, and among matches the client's
+``q`` wins first, then the server weight ``qs``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from .errors import GatewayError
+
+V2 = "application/vnd.kafka.v2+json"
+BINARY = "application/vnd.kafka.binary.v2+json"
+JSON_V2 = "application/vnd.kafka.json.v2+json"
+AVRO = "application/vnd.kafka.avro.v2+json"
+JSONSCHEMA = "application/vnd.kafka.jsonschema.v2+json"
+PROTOBUF = "application/vnd.kafka.protobuf.v2+json"
+JSON = "application/json"
+OCTET = "application/octet-stream"
+
+EMBEDDED = {
+    BINARY: "binary",
+    JSON_V2: "json",
+    AVRO: "avro",
+    JSONSCHEMA: "jsonschema",
+    PROTOBUF: "protobuf",
+}
+FORMAT_TYPES = {v: k for k, v in EMBEDDED.items()}
+
+# What each family of resources accepts as a request body.
+METADATA_CONSUMES = frozenset({V2})
+PRODUCE_CONSUMES = frozenset(EMBEDDED)
+CONSUMERS_CONSUMES = frozenset({*EMBEDDED, V2})
+
+# What they offer, with Confluent's server weights.
+V2_ONLY: tuple[tuple[str, float], ...] = ((V2, 1.0),)
+V2_LOW: tuple[tuple[str, float], ...] = ((V2, 0.9),)
+CONSUMERS_OFFER: tuple[tuple[str, float], ...] = (
+    (V2, 0.9),
+    (BINARY, 0.1),
+    (JSON_V2, 0.1),
+    (AVRO, 0.1),
+    (JSONSCHEMA, 0.1),
+    (PROTOBUF, 0.1),
+)
+# GET .../records: each offered type is one read method (binary wins ties: weight 1.0).
+RECORDS_OFFER: tuple[tuple[str, float], ...] = (
+    (BINARY, 1.0),
+    (V2, 0.9),
+    (JSON_V2, 0.1),
+    (AVRO, 0.1),
+    (JSONSCHEMA, 0.1),
+    (PROTOBUF, 0.1),
+)
+
+
+def unsupported_media_type() -> GatewayError:
+    return GatewayError(415, 415, "HTTP 415 Unsupported Media Type")
+
+
+class NotAcceptable(Exception):
+    """406 with no body and no Content-Type, exactly as Jersey answers it."""
+
+
+def base_type(value: str | None) -> str:
+    """``type/subtype`` lower-cased, parameters dropped; '' when absent."""
+    if not value:
+        return ""
+    return value.split(";", 1)[0].strip().lower()
+
+
+def request_type(request: web.Request) -> str:
+    return base_type(request.headers.get("Content-Type"))
+
+
+def check_content_type(request: web.Request, accepted: frozenset[str]) -> str:
+    """The request's media type, or 415 when it carries one the resource does not accept.
+
+    Requests without a Content-Type pass (Jersey reads them as octet-stream -> JSON), as do
+    ``application/octet-stream`` bodies, which Confluent's Jackson provider also reads as JSON.
+    """
+    ctype = request_type(request)
+    if ctype and ctype != OCTET and ctype not in accepted:
+        raise unsupported_media_type()
+    return ctype
+
+
+@dataclass(frozen=True)
+class _Range:
+    type: str
+    subtype: str
+    q: float
+
+    def matches(self, media: str) -> int:
+        """Specificity of the match (2 exact, 1 type/*, 0 */*) or -1."""
+        t, _, s = media.partition("/")
+        if self.type == "*" and self.subtype == "*":
+            return 0
+        if self.type != t:
+            return -1
+        if self.subtype == "*":
+            return 1
+        return 2 if self.subtype == s else -1
+
+
+def parse_accept(header: str | None) -> list[_Range]:
+    if not header or not header.strip():
+        return [_Range("*", "*", 1.0)]
+    ranges = []
+    for part in header.split(","):
+        bits = [b.strip() for b in part.split(";")]
+        media = bits[0].lower()
+        if not media:
+            continue
+        if media == "*":
+            media = "*/*"
+        t, _, s = media.partition("/")
+        q = 1.0
+        for param in bits[1:]:
+            name, _, val = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(val)
+                except ValueError:
+                    q = 0.0
+        ranges.append(_Range(t, s or "*", q))
+    return ranges or [_Range("*", "*", 1.0)]
+
+
+def negotiate(request: web.Request, offered: tuple[tuple[str, float], ...]) -> str:
+    """The response type: highest client q, then highest server qs; NotAcceptable if none."""
+    ranges = parse_accept(request.headers.get("Accept"))
+    best: tuple[float, float, int] | None = None
+    chosen = ""
+    for media, qs in offered:
+        # The most specific range that matches decides this type's q (RFC 7231 5.3.2).
+        spec, q = -1, 0.0
+        for r in ranges:
+            m = r.matches(media)
+            if m > spec:
+                spec, q = m, r.q
+        if spec < 0 or q <= 0:
+            continue
+        key = (q, qs, spec)
+        if best is None or key > best:
+            best, chosen = key, media
+    if best is None:
+        raise NotAcceptable()
+    return chosen
