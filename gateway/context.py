@@ -18,4 +18,4 @@ SESSIONS: web.AppKey[LocalInstances] = web.AppKey("sessions")
 
 # Handlers store the negotiated response type under this request key, so that errors raised
 # later carry it, as Confluent's do once a resource method has been selected.
-RESPONSE_TYPE = "event_gateway.response_type"
+RESPONSE_TYPE: web.RequestKey[str] = web.RequestKey("response_type", str)
