@@ -7,13 +7,16 @@ import logging
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer
 
+from sessions.directory import open_directory
 from sessions.instance import ConsumerInstance, InstanceSpec
-from sessions.local import InstanceFactory, LocalInstances
+from sessions.local import InstanceFactory
+from sessions.routing import Sessions
 
 from . import consumers, metadata, produce
 from .config import Config
-from .context import CONFIG, KAFKA, RESPONSE_TYPE, SESSIONS
+from .context import CONFIG, FORWARDER, KAFKA, RESPONSE_TYPE, SESSIONS
 from .errors import GatewayError, error_body, error_response
+from .forwarding import FORWARDED, HEADER, Forwarder, verify
 from .kafka import KafkaClients, kafka_kwargs
 from .media import NotAcceptable
 
@@ -48,13 +51,36 @@ async def error_middleware(request: web.Request, handler: web.Handler) -> web.St
         )
 
 
+@web.middleware
+async def forwarded_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    """Mark requests another replica forwarded; refuse any whose signature does not verify."""
+    if HEADER in request.headers:
+        request[FORWARDED] = await verify(request, request.app[CONFIG].cluster_secret)
+    return await handler(request)
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness for load balancers: false as soon as a drain starts, before work stops."""
+    if request.app[SESSIONS].draining:
+        return web.json_response({"status": "draining"}, status=503)
+    return web.json_response({"status": "ready"})
+
+
 def build_app(config: Config) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024 * 1024)
+    app = web.Application(
+        middlewares=[error_middleware, forwarded_middleware], client_max_size=64 * 1024 * 1024
+    )
     app[CONFIG] = config
     app[KAFKA] = KafkaClients(config)
-    app[SESSIONS] = LocalInstances(
-        instance_factory(config), timeout_ms=config.consumer_instance_timeout_ms
+    app[SESSIONS] = Sessions(
+        directory=open_directory(config.session_store_url),
+        factory=instance_factory(config),
+        node_url=config.self_url,
+        instance_timeout_ms=config.consumer_instance_timeout_ms,
+        lease_ms=config.node_lease_ms,
     )
+    app[FORWARDER] = Forwarder(config.cluster_secret)
+    app.router.add_get("/readyz", readyz)
     metadata.add_routes(app)
     produce.add_routes(app)
     consumers.add_routes(app)
@@ -84,9 +110,11 @@ def instance_factory(config: Config) -> InstanceFactory:
 
 async def _start(app: web.Application) -> None:
     await app[KAFKA].start()
+    await app[FORWARDER].start()
     await app[SESSIONS].start()
 
 
 async def _stop(app: web.Application) -> None:
     await app[SESSIONS].stop(app[CONFIG].shutdown_timeout_ms / 1000)
+    await app[FORWARDER].stop()
     await app[KAFKA].stop()

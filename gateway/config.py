@@ -57,6 +57,7 @@ class Config:
     producer_max_block_ms: int = 10_000
     kafka_timeout_ms: int = 10_000
     shutdown_timeout_ms: int = 15_000
+    node_lease_ms: int = 10_000
     producer: Mapping[str, str] = field(default_factory=dict)
     consumer: Mapping[str, str] = field(default_factory=dict)
     admin: Mapping[str, str] = field(default_factory=dict)
@@ -201,6 +202,7 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "producer.max.block.ms": ("producer_max_block_ms", _int("producer.max.block.ms", 0)),
     "kafka.timeout.ms": ("kafka_timeout_ms", _int("kafka.timeout.ms", 1)),
     "shutdown.timeout.ms": ("shutdown_timeout_ms", _int("shutdown.timeout.ms", 0)),
+    "node.lease.ms": ("node_lease_ms", _int("node.lease.ms", 1000)),
 }
 
 # Confluent's deprecated `port` is honoured when `listeners` is not given.
@@ -260,4 +262,10 @@ def from_properties(props: Mapping[str, str]) -> Config:
         port = _int("port", 1, 65535)(props["port"]) if "port" in props else 8082
         host = props.get("host.name", "").strip() or "0.0.0.0"
         values["listeners"] = (Listener("http", host, port),)
+    store = values.get("session_store_url", "memory://")
+    if store != "memory://" and not values.get("cluster_secret"):
+        raise ConfigError(
+            "cluster.secret: required when session.store.url is a Redis URL "
+            "(replicas sign the requests they forward to each other with it)"
+        )
     return Config(**values, **passthrough, unknown_keys=tuple(sorted(unknown)))

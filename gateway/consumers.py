@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -16,11 +17,13 @@ from aiohttp import web
 from aiokafka import TopicPartition
 
 from sessions.instance import ConsumerInstance, InstanceSpec, ReadLimits
+from sessions.routing import ForwardTo
 
 from . import media
 from .body import as_int, as_list, as_str, expect_object, read_json
-from .context import CONFIG, RESPONSE_TYPE, SESSIONS
+from .context import CONFIG, FORWARDER, RESPONSE_TYPE, SESSIONS
 from .errors import FORMAT_MISMATCH, GatewayError, bad_request, json_detail, unprocessable
+from .forwarding import FORWARDED
 from .records import DECODERS
 
 FORMATS = ("binary", "json", "avro", "jsonschema", "protobuf")
@@ -49,23 +52,45 @@ READ_FAMILIES = {
     media.PROTOBUF: SCHEMA_FORMATS,
 }
 INSTANCE = "/consumers/{group}/instances/{instance}"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_post("/consumers/{group}", create)
-    r.add_delete(INSTANCE, delete)
-    r.add_post(INSTANCE + "/offsets", commit)
-    r.add_get(INSTANCE + "/offsets", committed)
-    r.add_post(INSTANCE + "/subscription", subscribe)
-    r.add_get(INSTANCE + "/subscription", subscription)
-    r.add_delete(INSTANCE + "/subscription", unsubscribe)
-    r.add_post(INSTANCE + "/assignments", assign)
-    r.add_get(INSTANCE + "/assignments", assignments)
-    r.add_post(INSTANCE + "/positions", seek)
-    r.add_post(INSTANCE + "/positions/beginning", seek_beginning)
-    r.add_post(INSTANCE + "/positions/end", seek_end)
-    r.add_get(INSTANCE + "/records", records)
+    for method, suffix, handler in [
+        ("DELETE", "", delete),
+        ("POST", "/offsets", commit),
+        ("GET", "/offsets", committed),
+        ("POST", "/subscription", subscribe),
+        ("GET", "/subscription", subscription),
+        ("DELETE", "/subscription", unsubscribe),
+        ("POST", "/assignments", assign),
+        ("GET", "/assignments", assignments),
+        ("POST", "/positions", seek),
+        ("POST", "/positions/beginning", seek_beginning),
+        ("POST", "/positions/end", seek_end),
+        ("GET", "/records", records),
+    ]:
+        r.add_route(method, INSTANCE + suffix, _routed(handler))
+
+
+def _routed(handler: Handler) -> Handler:
+    """Run ``handler`` here, or, when another replica owns the instance, forward it there."""
+
+    async def routed(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ForwardTo as fwd:
+            cfg = request.app[CONFIG]
+            spec_wait = fwd.record.spec.get("request_timeout_ms")
+            wait_ms = max(spec_wait or 0, cfg.consumer_request_timeout_ms)
+            return await request.app[FORWARDER].forward(
+                request, fwd.url, wait_s=wait_ms / 1000 + cfg.kafka_timeout_ms / 1000 + 5
+            )
+
+    routed.__name__ = handler.__name__
+    return routed
 
 
 # --- negotiation and responses -----------------------------------------------------------------
@@ -89,9 +114,11 @@ def _no_content() -> web.Response:
     return web.Response(status=204)
 
 
-def _instance(request: web.Request) -> ConsumerInstance:
+async def _instance(request: web.Request) -> ConsumerInstance:
     m = request.match_info
-    return request.app[SESSIONS].get(m["group"], m["instance"])
+    return await request.app[SESSIONS].resolve(
+        m["group"], m["instance"], forwarded=request.get(FORWARDED, False)
+    )
 
 
 # --- create / delete ----------------------------------------------------------------------------
@@ -186,7 +213,9 @@ def base_uri(request: web.Request, group: str, name: str) -> str:
 async def delete(request: web.Request) -> web.Response:
     _negotiate(request, reads_body=False)
     m = request.match_info
-    await request.app[SESSIONS].delete(m["group"], m["instance"])
+    await request.app[SESSIONS].delete(
+        m["group"], m["instance"], forwarded=request.get(FORWARDED, False)
+    )
     return _no_content()
 
 
@@ -208,7 +237,7 @@ async def commit(request: web.Request) -> web.Response:
                 if off < -1:
                     raise unprocessable(f"Invalid offset {off} for {tp.topic}-{tp.partition}")
                 offsets[tp] = (off, as_str(item.get("metadata"), "metadata") or "")
-    await _instance(request).commit(offsets)
+    await (await _instance(request)).commit(offsets)
     return _json([], ctype)
 
 
@@ -220,7 +249,7 @@ async def committed(request: web.Request) -> web.Response:
         raise GatewayError(404, 40402, "Partition not found.")
     body = expect_object(body, {"partitions"})
     partitions = _partitions(body)
-    found = await _instance(request).committed(partitions)
+    found = await (await _instance(request)).committed(partitions)
     return _json(
         {
             "offsets": [
@@ -256,31 +285,37 @@ async def subscribe(request: web.Request) -> web.Response:
             re.compile(pattern)
         except re.error as exc:
             raise unprocessable(f"Invalid topic_pattern {pattern!r}: {exc}") from None
-    await _instance(request).subscribe(topics, pattern)
+    inst = await _instance(request)
+    await inst.subscribe(topics, pattern)
+    await request.app[SESSIONS].saved(inst)
     return _no_content()
 
 
 async def subscription(request: web.Request) -> web.Response:
     ctype = _negotiate(request, reads_body=False)
-    return _json({"topics": _instance(request).subscription()}, ctype)
+    return _json({"topics": (await _instance(request)).subscription()}, ctype)
 
 
 async def unsubscribe(request: web.Request) -> web.Response:
     _negotiate(request, reads_body=False)
-    await _instance(request).unsubscribe()
+    inst = await _instance(request)
+    await inst.unsubscribe()
+    await request.app[SESSIONS].saved(inst)
     return _no_content()
 
 
 async def assign(request: web.Request) -> web.Response:
     _negotiate(request, reads_body=True)
     body = expect_object(_required_body(await read_json(request)), {"partitions"})
-    await _instance(request).assign(_partitions(body))
+    inst = await _instance(request)
+    await inst.assign(_partitions(body))
+    await request.app[SESSIONS].saved(inst)
     return _no_content()
 
 
 async def assignments(request: web.Request) -> web.Response:
     ctype = _negotiate(request, reads_body=False)
-    parts = _instance(request).assignment()
+    parts = (await _instance(request)).assignment()
     return _json(
         {"partitions": [{"topic": t.topic, "partition": t.partition} for t in parts]}, ctype
     )
@@ -303,7 +338,7 @@ async def seek(request: web.Request) -> web.Response:
     for item in _list(body, "timestamps"):
         item = expect_object(item, {"topic", "partition", "timestamp", "metadata"}, "timestamp")
         timestamps[_tp(item)] = parse_timestamp(item.get("timestamp"))
-    await _instance(request).seek(offsets, timestamps)
+    await (await _instance(request)).seek(offsets, timestamps)
     return _no_content()
 
 
@@ -318,7 +353,7 @@ async def seek_end(request: web.Request) -> web.Response:
 async def _seek_edge(request: web.Request, *, end: bool) -> web.Response:
     _negotiate(request, reads_body=True)
     body = expect_object(_required_body(await read_json(request)), {"partitions"})
-    await _instance(request).seek_to(_partitions(body), end=end)
+    await (await _instance(request)).seek_to(_partitions(body), end=end)
     return _no_content()
 
 
@@ -355,7 +390,7 @@ async def records(request: web.Request) -> web.Response:
     request[RESPONSE_TYPE] = ctype
     timeout = _query_int(request, "timeout")
     max_bytes = _query_int(request, "max_bytes")
-    inst = _instance(request)
+    inst = await _instance(request)
     if inst.spec.format not in READ_FAMILIES[ctype]:
         raise GatewayError(406, 40601, FORMAT_MISMATCH)
     cfg = request.app[CONFIG]

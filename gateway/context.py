@@ -7,14 +7,16 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from sessions.local import LocalInstances
+    from sessions.routing import Sessions
 
     from .config import Config
+    from .forwarding import Forwarder
     from .kafka import KafkaClients
 
 CONFIG: web.AppKey[Config] = web.AppKey("config")
 KAFKA: web.AppKey[KafkaClients] = web.AppKey("kafka")
-SESSIONS: web.AppKey[LocalInstances] = web.AppKey("sessions")
+SESSIONS: web.AppKey[Sessions] = web.AppKey("sessions")
+FORWARDER: web.AppKey[Forwarder] = web.AppKey("forwarder")
 
 # Handlers store the negotiated response type under this request key, so that errors raised
 # later carry it, as Confluent's do once a resource method has been selected.

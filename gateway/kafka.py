@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -59,6 +60,8 @@ def _coerce(raw: str, default: Any, key: str) -> Any:
             return int(text)
         if isinstance(default, float):
             return float(text)
+        if default is None and re.fullmatch(r"-?\d+", text):
+            return int(text)  # e.g. max.poll.records: optional ints default to None
     except ValueError:
         raise ConfigError(f"{key}: {raw!r} is not a valid value") from None
     return text

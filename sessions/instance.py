@@ -36,7 +36,7 @@ from aiokafka.errors import (
 )
 from aiokafka.structs import OffsetAndMetadata
 
-from gateway.errors import GatewayError, describe, illegal_state
+from gateway.errors import GatewayError, describe, illegal_state, instance_not_found
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,7 @@ class _Listener(ConsumerRebalanceListener):
         self.instance._forget(revoked)
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        self.instance._apply_pending_positions(set(assigned))
         self.assigned.set()
 
 
@@ -132,6 +133,11 @@ class ConsumerInstance:
         self._delivered: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._auto_commit_task: asyncio.Task[None] | None = None
+        # Positions saved by a previous owner, applied when their partitions are assigned.
+        self._pending_positions: dict[TopicPartition, int] = {}
+        self._sub_state: dict[str, Any] = {}
+        self.epoch = 0  # ownership epoch in the session directory
+        self.handed_over = False
         self.last_used = time.monotonic()
         self.closed = False
 
@@ -154,20 +160,21 @@ class ConsumerInstance:
 
     async def stop(self, *, commit: bool = True) -> None:
         """Close the consumer (LeaveGroup); with auto-commit, commit what was delivered first."""
+        if self._auto_commit_task is not None:
+            self._auto_commit_task.cancel()
+        async with self._lock:
+            await self._close(commit=commit)
+
+    async def _close(self, *, commit: bool) -> None:
         if self.closed:
             return
         self.closed = True
-        if self._auto_commit_task is not None:
-            self._auto_commit_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._auto_commit_task
-        async with self._lock:
-            if commit and self.auto_commit:
-                await self._commit_delivered(None, swallow=True)
-            try:
-                await asyncio.wait_for(self._consumer.stop(), self._kafka_timeout)
-            except (TimeoutError, Exception) as exc:
-                log.warning("consumer %s/%s did not close cleanly: %s", *self.key, exc)
+        if commit and self.auto_commit:
+            await self._commit_delivered(None, swallow=True)
+        try:
+            await asyncio.wait_for(self._consumer.stop(), self._kafka_timeout)
+        except Exception as exc:
+            log.warning("consumer %s/%s did not close cleanly: %s", *self.key, exc)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -197,9 +204,11 @@ class ConsumerInstance:
                     return
                 await self._replace_subscription()
                 self._consumer.subscribe(topics=topics, listener=self._listener)
+                self._sub_state = {"topics": sorted(set(topics))}
             elif pattern is not None:
                 await self._replace_subscription()
                 self._consumer.subscribe(pattern=pattern, listener=self._listener)
+                self._sub_state = {"pattern": pattern}
 
     async def unsubscribe(self) -> None:
         async with self._op():
@@ -209,6 +218,7 @@ class ConsumerInstance:
 
     def _unsubscribe(self) -> None:
         self._consumer.unsubscribe()
+        self._sub_state = {}
         self._forget(
             set(self._delivered) | {TopicPartition(r.topic, r.partition) for r in self._buffer}
         )
@@ -241,8 +251,50 @@ class ConsumerInstance:
             self._reset_for_new_assignment()
             if partitions:
                 self._consumer.assign(partitions)
+                self._sub_state = {
+                    "partitions": sorted([tp.topic, tp.partition] for tp in set(partitions))
+                }
             else:
-                self._consumer.unsubscribe()
+                self._unsubscribe()
+
+    def subscription_state(self) -> dict[str, Any]:
+        """What an adopting replica needs to rebuild the subscription or assignment."""
+        return dict(self._sub_state)
+
+    async def restore(
+        self, state: Mapping[str, Any], positions: Mapping[TopicPartition, int]
+    ) -> None:
+        """Rebuild a previous owner's subscription/assignment and resume at ``positions``."""
+        async with self._op():
+            self._pending_positions = dict(positions)
+            if "topics" in state:
+                self._consumer.subscribe(topics=list(state["topics"]), listener=self._listener)
+            elif "pattern" in state:
+                self._consumer.subscribe(pattern=state["pattern"], listener=self._listener)
+            elif "partitions" in state:
+                tps = [TopicPartition(t, int(p)) for t, p in state["partitions"]]
+                self._consumer.assign(tps)
+                self._apply_pending_positions(set(tps))
+            self._sub_state = dict(state)
+
+    def _apply_pending_positions(self, assigned: set[TopicPartition]) -> None:
+        for tp in assigned & set(self._pending_positions):
+            offset = self._pending_positions.pop(tp)
+            self._consumer.seek(tp, offset)
+            self._delivered[tp] = offset
+            self._committed.pop(tp, None)
+
+    async def close_for_handover(self) -> dict[TopicPartition, int]:
+        """Drain: let an in-flight read finish, then close and return the exact positions."""
+        if self._auto_commit_task is not None:
+            self._auto_commit_task.cancel()
+        async with self._lock:
+            self.handed_over = True
+            positions = self.positions()
+            # Partitions whose saved position was never applied keep it for the next owner.
+            positions.update(self._pending_positions)
+            await self._close(commit=True)
+        return positions
 
     def assignment(self) -> list[TopicPartition]:
         self.touch()
@@ -447,11 +499,16 @@ class ConsumerInstance:
 
     @contextlib.asynccontextmanager
     async def _op(self) -> Any:
-        if self.closed:
-            from gateway.errors import instance_not_found
-
-            raise instance_not_found()
         async with self._lock:
+            if self.closed:
+                if self.handed_over:  # drained mid-request: the next try finds the new owner
+                    raise GatewayError(
+                        503,
+                        50301,
+                        "Consumer instance is moving to another replica; retry",
+                        retry_after=1,
+                    )
+                raise instance_not_found()
             self.touch()
             yield
             self.touch()

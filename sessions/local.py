@@ -31,7 +31,7 @@ class LocalInstances:
         self._pending: set[tuple[str, str]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
-        self.on_expired: list[Callable[[InstanceSpec], object]] = []
+        self.on_expired: list[Callable[[ConsumerInstance], object]] = []
 
     async def start(self) -> None:
         self._sweeper = asyncio.create_task(self._sweep_loop())
@@ -115,5 +115,5 @@ class LocalInstances:
                 task.add_done_callback(self._closing.discard)
                 log.info("consumer instance %s/%s expired after %.1fs idle", *key, self._timeout)
                 for cb in self.on_expired:
-                    cb(inst.spec)
+                    cb(inst)
         return expired

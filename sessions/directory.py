@@ -1,0 +1,316 @@
+"""Who owns consumer instance (group, name): the cluster-wide directory, Redis or in-memory.
+
+A record is one JSON document per instance: owner node id, epoch, the spec it was created
+with, its subscription or assignment, and positions saved on drain. Every ownership change is
+a compare-and-set on (owner, epoch) done in a short Lua script, so two replicas can never both
+believe they own an instance. Records expire after ``consumer.instance.timeout.ms`` without a
+refresh, the same clock as local idle expiry. Node leases say which replicas are alive and
+where they are reachable; a record never carries a URL, so a forged record cannot make a
+replica forward anywhere but to a live registered node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+
+class StoreUnavailable(Exception):
+    """The session store cannot be reached; callers answer a retriable 503."""
+
+
+@dataclass
+class Record:
+    group: str
+    name: str
+    owner: str  # node id; "" when released (anyone may adopt at once)
+    epoch: int
+    spec: dict[str, Any]
+    # {"topics": [...]} | {"pattern": "..."} | {"partitions": [[t, p], ...]} | {}
+    subscription: dict[str, Any] = field(default_factory=dict)
+    positions: dict[str, int] = field(default_factory=dict)  # "topic:partition" -> offset
+
+    def dumps(self) -> bytes:
+        return orjson.dumps(self.__dict__)
+
+    @classmethod
+    def loads(cls, raw: bytes | str) -> Record:
+        return cls(**orjson.loads(raw))
+
+
+class Directory(Protocol):
+    """The operations routing and the local registry need; both stores implement it."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def create(self, record: Record, ttl_ms: int) -> bool: ...
+    async def get(self, group: str, name: str) -> Record | None: ...
+    async def update(
+        self, record: Record, ttl_ms: int, expect: tuple[str, int] | None = None
+    ) -> bool: ...
+    async def claim(
+        self,
+        group: str,
+        name: str,
+        expect_owner: str,
+        expect_epoch: int,
+        new_owner: str,
+        ttl_ms: int,
+    ) -> Record | None: ...
+    async def delete(self, group: str, name: str, owner: str, epoch: int) -> bool: ...
+    async def touch(self, keys: list[tuple[str, str]], ttl_ms: int) -> None: ...
+    async def renew_lease(self, node_id: str, url: str, ttl_ms: int) -> bool: ...
+    async def drop_lease(self, node_id: str) -> None: ...
+    async def lease(self, node_id: str) -> str | None: ...
+
+
+def record_key(prefix: str, group: str, name: str) -> str:
+    # Length-prefixed so that no (group, name) pair can collide with another.
+    return f"{prefix}inst:{len(group)}:{group}:{name}"
+
+
+def lease_key(prefix: str, node_id: str) -> str:
+    return f"{prefix}node:{node_id}"
+
+
+# --- Redis ----------------------------------------------------------------------------------
+
+# Replace the record only while (owner, epoch) still match.
+_UPDATE = """
+local cur = redis.call('GET', KEYS[1])
+if not cur then return 0 end
+local rec = cjson.decode(cur)
+if rec['owner'] ~= ARGV[1] or tonumber(rec['epoch']) ~= tonumber(ARGV[2]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+return 1
+"""
+
+# Take ownership: (owner, epoch) must match what the caller saw; the epoch is bumped.
+_CLAIM = """
+local cur = redis.call('GET', KEYS[1])
+if not cur then return false end
+local rec = cjson.decode(cur)
+if rec['owner'] ~= ARGV[1] or tonumber(rec['epoch']) ~= tonumber(ARGV[2]) then return false end
+rec['owner'] = ARGV[3]
+rec['epoch'] = tonumber(rec['epoch']) + 1
+local out = cjson.encode(rec)
+redis.call('SET', KEYS[1], out, 'PX', ARGV[4])
+return out
+"""
+
+_DELETE = """
+local cur = redis.call('GET', KEYS[1])
+if not cur then return 0 end
+local rec = cjson.decode(cur)
+if rec['owner'] ~= ARGV[1] or tonumber(rec['epoch']) ~= tonumber(ARGV[2]) then return 0 end
+return redis.call('DEL', KEYS[1])
+"""
+
+
+class RedisDirectory:
+    """The shared directory. Every call is bounded by ``timeout_s``; failures raise
+    :class:`StoreUnavailable` so callers can answer 503 instead of hanging."""
+
+    def __init__(self, url: str, *, prefix: str = "eg:", timeout_s: float = 2.0) -> None:
+        import redis.asyncio as aioredis
+
+        self._redis = aioredis.from_url(
+            url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry_on_timeout=False,
+            health_check_interval=10,
+        )
+        self._prefix = prefix
+        self._timeout = timeout_s
+        self._update = self._redis.register_script(_UPDATE)
+        self._claim = self._redis.register_script(_CLAIM)
+        self._delete = self._redis.register_script(_DELETE)
+
+    async def start(self) -> None:
+        try:
+            await self._call(self._redis.ping())
+        except StoreUnavailable:
+            pass  # the gateway starts without Redis and recovers when it returns
+
+    async def stop(self) -> None:
+        await self._redis.aclose()
+
+    async def _call(self, coro: Any) -> Any:
+        try:
+            return await asyncio.wait_for(coro, self._timeout)
+        except (TimeoutError, OSError) as exc:
+            raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
+        except Exception as exc:
+            import redis.exceptions as rex
+
+            if isinstance(exc, rex.RedisError):
+                raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
+            raise
+
+    def _key(self, group: str, name: str) -> str:
+        return record_key(self._prefix, group, name)
+
+    async def create(self, record: Record, ttl_ms: int) -> bool:
+        key = self._key(record.group, record.name)
+        return bool(await self._call(self._redis.set(key, record.dumps(), nx=True, px=ttl_ms)))
+
+    async def get(self, group: str, name: str) -> Record | None:
+        raw = await self._call(self._redis.get(self._key(group, name)))
+        return Record.loads(raw) if raw else None
+
+    async def update(
+        self, record: Record, ttl_ms: int, expect: tuple[str, int] | None = None
+    ) -> bool:
+        """Write ``record`` if the stored (owner, epoch) is ``expect`` (default: the record's)."""
+        key = self._key(record.group, record.name)
+        owner, epoch = expect or (record.owner, record.epoch)
+        args = [owner, epoch, record.dumps(), ttl_ms]
+        return bool(await self._call(self._update(keys=[key], args=args)))
+
+    async def claim(
+        self,
+        group: str,
+        name: str,
+        expect_owner: str,
+        expect_epoch: int,
+        new_owner: str,
+        ttl_ms: int,
+    ) -> Record | None:
+        key = self._key(group, name)
+        out = await self._call(
+            self._claim(keys=[key], args=[expect_owner, expect_epoch, new_owner, ttl_ms])
+        )
+        return Record.loads(out) if out else None
+
+    async def delete(self, group: str, name: str, owner: str, epoch: int) -> bool:
+        key = self._key(group, name)
+        return bool(await self._call(self._delete(keys=[key], args=[owner, epoch])))
+
+    async def touch(self, keys: list[tuple[str, str]], ttl_ms: int) -> None:
+        if not keys:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for group, name in keys:
+            pipe.pexpire(self._key(group, name), ttl_ms)
+        await self._call(pipe.execute())
+
+    async def renew_lease(self, node_id: str, url: str, ttl_ms: int) -> bool:
+        """Renew; returns False when the lease had lapsed (others may have adopted since)."""
+        key = lease_key(self._prefix, node_id)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.exists(key)
+        pipe.set(key, url, px=ttl_ms)
+        existed, _ = await self._call(pipe.execute())
+        return bool(existed)
+
+    async def drop_lease(self, node_id: str) -> None:
+        await self._call(self._redis.delete(lease_key(self._prefix, node_id)))
+
+    async def lease(self, node_id: str) -> str | None:
+        raw = await self._call(self._redis.get(lease_key(self._prefix, node_id)))
+        return raw.decode() if isinstance(raw, bytes) else raw
+
+
+# --- in memory (one replica) -----------------------------------------------------------------
+
+
+class MemoryDirectory:
+    """Single-replica directory with the same semantics (TTLs included), for ``memory://``."""
+
+    def __init__(self) -> None:
+        self._records: dict[tuple[str, str], tuple[bytes, float]] = {}
+        self._leases: dict[str, tuple[str, float]] = {}
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    def _live(self, key: tuple[str, str]) -> Record | None:
+        item = self._records.get(key)
+        if item is None:
+            return None
+        raw, deadline = item
+        if time.monotonic() >= deadline:
+            del self._records[key]
+            return None
+        return Record.loads(raw)
+
+    def _put(self, record: Record, ttl_ms: int) -> None:
+        self._records[(record.group, record.name)] = (
+            record.dumps(),
+            time.monotonic() + ttl_ms / 1000,
+        )
+
+    async def create(self, record: Record, ttl_ms: int) -> bool:
+        if self._live((record.group, record.name)) is not None:
+            return False
+        self._put(record, ttl_ms)
+        return True
+
+    async def get(self, group: str, name: str) -> Record | None:
+        return self._live((group, name))
+
+    async def update(
+        self, record: Record, ttl_ms: int, expect: tuple[str, int] | None = None
+    ) -> bool:
+        cur = self._live((record.group, record.name))
+        if cur is None or (cur.owner, cur.epoch) != (expect or (record.owner, record.epoch)):
+            return False
+        self._put(record, ttl_ms)
+        return True
+
+    async def claim(
+        self,
+        group: str,
+        name: str,
+        expect_owner: str,
+        expect_epoch: int,
+        new_owner: str,
+        ttl_ms: int,
+    ) -> Record | None:
+        cur = self._live((group, name))
+        if cur is None or (cur.owner, cur.epoch) != (expect_owner, expect_epoch):
+            return None
+        cur.owner, cur.epoch = new_owner, cur.epoch + 1
+        self._put(cur, ttl_ms)
+        return cur
+
+    async def delete(self, group: str, name: str, owner: str, epoch: int) -> bool:
+        cur = self._live((group, name))
+        if cur is None or (cur.owner, cur.epoch) != (owner, epoch):
+            return False
+        del self._records[(group, name)]
+        return True
+
+    async def touch(self, keys: list[tuple[str, str]], ttl_ms: int) -> None:
+        for key in keys:
+            cur = self._live(key)
+            if cur is not None:
+                self._put(cur, ttl_ms)
+
+    async def renew_lease(self, node_id: str, url: str, ttl_ms: int) -> bool:
+        existed = self._leases.get(node_id, ("", 0.0))[1] > time.monotonic()
+        self._leases[node_id] = (url, time.monotonic() + ttl_ms / 1000)
+        return existed
+
+    async def drop_lease(self, node_id: str) -> None:
+        self._leases.pop(node_id, None)
+
+    async def lease(self, node_id: str) -> str | None:
+        item = self._leases.get(node_id)
+        if item is None or item[1] <= time.monotonic():
+            return None
+        return item[0]
+
+
+def open_directory(url: str, *, timeout_s: float = 2.0) -> Directory:
+    if url == "memory://":
+        return MemoryDirectory()
+    return RedisDirectory(url, timeout_s=timeout_s)
