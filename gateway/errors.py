@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiokafka import errors as kafka_errors
 
 # Canonical messages that v2 clients and Confluent's own tests match on.
 CONSUMER_INSTANCE_NOT_FOUND = "Consumer instance not found."
@@ -130,3 +131,44 @@ def json_detail(value: Any) -> str:
         return orjson.dumps(value).decode()
     except TypeError:
         return repr(value)
+
+
+def serialization_error(message: str) -> GatewayError:
+    """Stored bytes the requested format cannot read (Confluent's SerializationException)."""
+    return GatewayError(408, 40801, message)
+
+
+# --- Kafka client exceptions -> Confluent codes (reference 5.6) -------------------------------
+
+_AUTHENTICATION = (
+    kafka_errors.AuthenticationFailedError,
+    kafka_errors.AuthenticationMethodNotSupported,
+    kafka_errors.SaslAuthenticationFailed,
+    kafka_errors.UnsupportedSaslMechanismError,
+    kafka_errors.IllegalSaslStateError,
+)
+_AUTHORIZATION = (
+    kafka_errors.TopicAuthorizationFailedError,
+    kafka_errors.GroupAuthorizationFailedError,
+    kafka_errors.ClusterAuthorizationFailedError,
+    kafka_errors.TransactionalIdAuthorizationFailed,
+    kafka_errors.DelegationTokenAuthorizationFailed,
+)
+
+
+def kafka_error_code(exc: BaseException) -> int:
+    """Confluent's code for a Kafka client failure; ``code // 100`` is its HTTP status.
+
+    The split clients act on is retriable (50003: try again) versus not (50002: the request
+    itself is wrong for this topic); authentication and authorization get their own codes
+    because Confluent answers those with 401 / 403 instead of 200.
+    """
+    if isinstance(exc, _AUTHENTICATION):
+        return 40101
+    if isinstance(exc, _AUTHORIZATION):
+        return 40301
+    if isinstance(exc, TimeoutError | kafka_errors.KafkaTimeoutError):
+        return 50003
+    if getattr(exc, "retriable", False):
+        return 50003
+    return 50002

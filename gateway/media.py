@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from .context import RESPONSE_TYPE
 from .errors import GatewayError
 
 V2 = "application/vnd.kafka.v2+json"
@@ -151,4 +152,11 @@ def negotiate(request: web.Request, offered: tuple[tuple[str, float], ...]) -> s
             best, chosen = key, media
     if best is None:
         raise NotAcceptable()
+    return chosen
+
+
+def respond_as(request: web.Request, offered: tuple[tuple[str, float], ...]) -> str:
+    """:func:`negotiate`, and remember the choice: errors raised later carry it as their type."""
+    chosen = negotiate(request, offered)
+    request[RESPONSE_TYPE] = chosen
     return chosen

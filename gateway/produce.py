@@ -1,0 +1,102 @@
+"""v2 produce: ``POST /topics/{topic}`` and ``POST /topics/{topic}/partitions/{partition}``.
+
+The request's Content-Type names the embedded format of its keys and values; the answer is
+always ``application/vnd.kafka.v2+json`` with one ``offsets`` entry per record. Client
+mistakes are answered before anything is sent (see :mod:`gateway.produce_request`); Kafka's
+verdicts come back per record with HTTP 200, as Confluent's do.
+"""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+
+from .body import read_json
+from .context import CONFIG, KAFKA
+from .errors import GatewayError, partition_not_found, unprocessable
+from .media import EMBEDDED, PRODUCE_CONSUMES, V2, V2_ONLY, check_content_type, respond_as
+from .paths import PARTITION, path_partition
+from .produce_formats import encode
+from .produce_request import parse_produce_request
+from .produce_send import NotSent, ProducerGate, not_sent, response_status, send_all
+
+_GATE: web.AppKey[ProducerGate] = web.AppKey("produce_gate")
+
+
+def add_routes(app: web.Application) -> None:
+    app[_GATE] = ProducerGate()
+    app.router.add_post("/topics/{topic}", produce_to_topic)
+    app.router.add_post(f"/topics/{{topic}}/partitions/{PARTITION}", produce_to_partition)
+
+
+async def produce_to_topic(request: web.Request) -> web.Response:
+    return await _produce(request, None)
+
+
+async def produce_to_partition(request: web.Request) -> web.Response:
+    return await _produce(request, path_partition(request))
+
+
+async def _produce(request: web.Request, path_partition: int | None) -> web.Response:
+    # Jersey reads a body without a Content-Type (or octet-stream) and picks the method with
+    # the highest weight among the produce methods: binary.
+    embedded_format = EMBEDDED.get(check_content_type(request, PRODUCE_CONSUMES), "binary")
+    respond_as(request, V2_ONLY)
+    topic = request.match_info["topic"]
+    body = parse_produce_request(await read_json(request))
+    encoded = await encode(request.app, embedded_format, topic, body)
+    if None in encoded.keys and None in encoded.values:
+        _check_key_or_value(encoded.keys, encoded.values)
+    partitions = body.partitions
+    if path_partition is not None:
+        # A record's own partition overrides the path's (Confluent's ProduceRecord rule).
+        partitions = [path_partition if p is None else p for p in partitions]
+
+    config = request.app[CONFIG]
+    try:
+        producer, known = await request.app[_GATE].partitions(
+            request.app[KAFKA], topic, config.producer_max_block_ms
+        )
+    except NotSent as exc:
+        offsets = not_sent(exc, len(body))
+    else:
+        _check_partitions(known, path_partition, partitions)
+        offsets = await send_all(producer, topic, encoded.keys, encoded.values, partitions)
+
+    payload = {
+        "offsets": offsets,
+        "key_schema_id": encoded.key_schema_id,
+        "value_schema_id": encoded.value_schema_id,
+    }
+    return web.Response(
+        status=response_status(offsets), body=orjson.dumps(payload), content_type=V2
+    )
+
+
+def _check_key_or_value(keys: list[bytes | None], values: list[bytes | None]) -> None:
+    # Kafka would take a record with neither, but aiokafka refuses it; saying so up front
+    # keeps the request all-or-nothing instead of failing midway.
+    for i, (key, value) in enumerate(zip(keys, values, strict=True)):
+        if key is None and value is None:
+            raise unprocessable(f"Record {i} has neither a key nor a value.")
+
+
+def _check_partitions(
+    known: frozenset[int], path_partition: int | None, partitions: list[int | None]
+) -> None:
+    """Reject the whole request before sending when it names a partition that does not exist.
+
+    Confluent lets Kafka's send throw here (500 / 50002, after earlier records were already
+    sent); a 4xx before anything is written tells the client it is their mistake and that
+    retrying the corrected request will not duplicate records.
+    """
+    if path_partition is not None and path_partition not in known:
+        raise partition_not_found()
+    for partition in partitions:
+        if partition is not None and partition not in known:
+            raise GatewayError(
+                400,
+                40002,
+                f"Invalid partition given with record: {partition} is not in the range "
+                f"[0...{len(known)}).",
+            )

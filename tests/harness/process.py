@@ -1,0 +1,65 @@
+"""Child processes for test servers that never outlive the test run."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    # A pytest run killed with SIGKILL (CI time-out, a developer's Ctrl-\) runs no teardown; the
+    # kernel then sends the server SIGKILL too, instead of leaving a JVM holding ports and memory.
+    # Runs in the child between fork and exec, so it must not raise.
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def spawn(args: Sequence[str], log_path: Path, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start a server with stdout and stderr in ``log_path``.
+
+    Output goes to a file, not a pipe: nobody reads a pipe while tests run, and a full pipe
+    would block the server. Call from the main thread: the parent-death signal fires when the
+    *thread* that spawned the server exits, so a server spawned from a worker thread (say via
+    ``asyncio.to_thread``) dies with that thread.
+    """
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            list(args),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+
+
+def stop(proc: subprocess.Popen[bytes] | None, grace: float) -> None:
+    """Terminate, then kill after ``grace`` seconds; safe on an already stopped process."""
+    if proc is None or proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        # A paused (SIGSTOP) process would not act on SIGTERM until continued.
+        os.kill(proc.pid, signal.SIGCONT)
+        proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    """The end of a server log, for failure messages that explain themselves."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        return f"(no log at {path}: {exc})"
+    return "\n".join(text.splitlines()[-lines:])
