@@ -51,6 +51,9 @@ class Config:
     fetch_min_bytes: int = -1
     consumer_iterator_backoff_ms: int = 50
     schema_registry_url: str = "http://localhost:8081"
+    schema_registry_builtin: bool = False
+    schema_registry_user_info: str = ""  # "user:password" for basic auth
+    schema_registry_topic: str = "_schemas"
     session_store_url: str = "memory://"
     node_url: str = ""
     cluster_secret: str = ""
@@ -150,6 +153,16 @@ def _int(key: str, lo: int | None = None, hi: int | None = None) -> Callable[[st
     return conv
 
 
+def _bool(key: str) -> Callable[[str], bool]:
+    def conv(value: str) -> bool:
+        v = value.strip().lower()
+        if v not in ("true", "false"):
+            raise ConfigError(f"{key}: {value!r} must be true or false")
+        return v == "true"
+
+    return conv
+
+
 def _session_store(value: str) -> str:
     v = value.strip()
     if not (v.startswith(("redis://", "rediss://", "unix://")) or v == "memory://"):
@@ -196,6 +209,10 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
         _int("consumer.iterator.backoff.ms", 0),
     ),
     "schema.registry.url": ("schema_registry_url", _url_or_empty("schema.registry.url")),
+    "schema.registry.builtin": ("schema_registry_builtin", _bool("schema.registry.builtin")),
+    "schema.registry.basic.auth.user.info": ("schema_registry_user_info", str.strip),
+    "schema.registry.basic.auth.credentials.source": ("_ignored", str.strip),
+    "schema.registry.topic": ("schema_registry_topic", str.strip),
     "session.store.url": ("session_store_url", _session_store),
     "node.url": ("node_url", _url_or_empty("node.url")),
     "cluster.secret": ("cluster_secret", str.strip),
@@ -250,7 +267,9 @@ def from_properties(props: Mapping[str, str]) -> Config:
     for key, raw in props.items():
         if key in _KEYS:
             fld, conv = _KEYS[key]
-            values[fld] = conv(str(raw))
+            value = conv(str(raw))
+            if not fld.startswith("_"):
+                values[fld] = value
         elif key in _LEGACY:
             continue
         elif key.startswith(PASS_THROUGH_PREFIXES):
@@ -262,6 +281,11 @@ def from_properties(props: Mapping[str, str]) -> Config:
         port = _int("port", 1, 65535)(props["port"]) if "port" in props else 8082
         host = props.get("host.name", "").strip() or "0.0.0.0"
         values["listeners"] = (Listener("http", host, port),)
+    if values.get("schema_registry_builtin") and "schema_registry_url" not in values:
+        # The built-in registry answers on this process's own listener.
+        lst = values["listeners"][0]
+        host = "127.0.0.1" if lst.host in ("0.0.0.0", "", "::") else lst.host
+        values["schema_registry_url"] = f"{lst.scheme}://{host}:{lst.port}"
     store = values.get("session_store_url", "memory://")
     if store != "memory://" and not values.get("cluster_secret"):
         raise ConfigError(
