@@ -61,7 +61,8 @@ async def forwarded_middleware(request: web.Request, handler: web.Handler) -> we
 
 async def readyz(request: web.Request) -> web.Response:
     """Readiness for load balancers: false as soon as a drain starts, before work stops."""
-    if request.app[SESSIONS].draining:
+    sessions = request.app[SESSIONS]
+    if not sessions.ready or sessions.draining:
         return web.json_response({"status": "draining"}, status=503)
     return web.json_response({"status": "ready"})
 

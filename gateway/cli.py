@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 
-from aiohttp import web
-
 from . import config as configmod
 from . import devmode
-from .app import build_app
+from .server import serve
 
 log = logging.getLogger("event_gateway")
 
@@ -43,16 +42,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for key in cfg.unknown_keys:
         log.warning("unknown configuration key %r ignored", key)
-    lst = cfg.listener
-    log.info("event-gateway listening on %s, Kafka %s", lst.url, cfg.bootstrap_servers)
-    web.run_app(
-        build_app(cfg),
-        host=lst.host,
-        port=lst.port,
-        print=None,
-        shutdown_timeout=cfg.shutdown_timeout_ms / 1000,
-        access_log=None,
-    )
+    log.info("Kafka %s, sessions %s", cfg.bootstrap_servers, cfg.session_store_url)
+    try:
+        asyncio.run(serve(cfg))
+    except OSError as exc:  # e.g. the port is taken
+        print(f"event-gateway: cannot serve on {cfg.listener.url}: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

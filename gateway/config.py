@@ -60,6 +60,7 @@ class Config:
     producer_max_block_ms: int = 10_000
     kafka_timeout_ms: int = 10_000
     shutdown_timeout_ms: int = 15_000
+    shutdown_readiness_delay_ms: int = 2_000
     node_lease_ms: int = 10_000
     producer: Mapping[str, str] = field(default_factory=dict)
     consumer: Mapping[str, str] = field(default_factory=dict)
@@ -219,6 +220,10 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "producer.max.block.ms": ("producer_max_block_ms", _int("producer.max.block.ms", 0)),
     "kafka.timeout.ms": ("kafka_timeout_ms", _int("kafka.timeout.ms", 1)),
     "shutdown.timeout.ms": ("shutdown_timeout_ms", _int("shutdown.timeout.ms", 0)),
+    "shutdown.readiness.delay.ms": (
+        "shutdown_readiness_delay_ms",
+        _int("shutdown.readiness.delay.ms", 0),
+    ),
     "node.lease.ms": ("node_lease_ms", _int("node.lease.ms", 1000)),
 }
 

@@ -33,10 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from aiohttp import web
-
 from . import config as configmod
-from .app import build_app
+from .server import serve
 
 log = logging.getLogger("event_gateway.dev")
 
@@ -142,14 +140,7 @@ def run(args: argparse.Namespace) -> int:
             bootstrap,
             lst.url,
         )
-        web.run_app(
-            build_app(cfg),
-            host=lst.host,
-            port=lst.port,
-            print=None,
-            shutdown_timeout=cfg.shutdown_timeout_ms / 1000,
-            access_log=None,
-        )
+        asyncio.run(serve(cfg.replace(shutdown_readiness_delay_ms=0)))
         return 0
     except DevError as exc:
         print(f"event-gateway dev: {exc}", file=sys.stderr)

@@ -89,6 +89,8 @@ class Sessions:
         self._last_renewal = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self.draining = False
+        self.ready = True  # readiness for load balancers; turned off first on shutdown
+        self._stopped = False
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -104,6 +106,10 @@ class Sessions:
 
     async def stop(self, limit_s: float = 15.0) -> None:
         """Drain: save each instance's delivered positions, close it, release ownership."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.ready = False
         self.draining = True
         for t in self._tasks:
             t.cancel()
