@@ -1,0 +1,105 @@
+"""The Redis directory against a real redis-server: Lua compare-and-set, TTLs, leases, outages."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+
+from sessions.directory import Record, RedisDirectory, StoreUnavailable
+
+
+def rec(owner: str = "n1", epoch: int = 1, name: str = "c") -> Record:
+    return Record("g:1", name, owner, epoch, {"group": "g:1", "name": name}, {"topics": ["t"]})
+
+
+@pytest.fixture
+async def directory(redis_url: str):
+    d = RedisDirectory(redis_url, prefix=f"test-{uuid.uuid4().hex[:8]}:", timeout_s=1.0)
+    await d.start()
+    yield d
+    await d.stop()
+
+
+async def test_create_unique_get_roundtrip(directory: RedisDirectory) -> None:
+    assert await directory.create(rec(), 10_000)
+    assert not await directory.create(rec("n2"), 10_000)
+    got = await directory.get("g:1", "c")
+    assert got == rec()
+    assert await directory.get("g:1", "other") is None
+
+
+async def test_group_and_name_cannot_collide(directory: RedisDirectory) -> None:
+    a = Record("a:b", "c", "n1", 1, {})
+    b = Record("a", "b:c", "n1", 1, {})
+    assert await directory.create(a, 10_000)
+    assert await directory.create(b, 10_000)
+
+
+async def test_cas_ownership(directory: RedisDirectory) -> None:
+    await directory.create(rec(), 10_000)
+    assert await directory.claim("g:1", "c", "n1", 0, "n2", 10_000) is None
+    won = await directory.claim("g:1", "c", "n1", 1, "n2", 10_000)
+    assert (won.owner, won.epoch, won.subscription) == ("n2", 2, {"topics": ["t"]})
+    assert not await directory.update(rec("n1", 1), 10_000)
+    new = rec("n2", 2)
+    new.subscription = {"pattern": "x.*"}
+    assert await directory.update(new, 10_000)
+    released = rec("", 2)
+    assert await directory.update(released, 10_000, expect=("n2", 2))
+    again = await directory.claim("g:1", "c", "", 2, "n3", 10_000)
+    assert (again.owner, again.epoch) == ("n3", 3)
+    assert not await directory.delete("g:1", "c", "n2", 2)
+    assert await directory.delete("g:1", "c", "n3", 3)
+    assert await directory.get("g:1", "c") is None
+
+
+async def test_concurrent_claims_have_one_winner(directory: RedisDirectory) -> None:
+    await directory.create(rec(), 10_000)
+    results = await asyncio.gather(
+        *(directory.claim("g:1", "c", "n1", 1, f"n{i}", 10_000) for i in range(2, 12))
+    )
+    winners = [r for r in results if r is not None]
+    assert len(winners) == 1 and winners[0].epoch == 2
+
+
+async def test_ttl_touch_and_leases(directory: RedisDirectory) -> None:
+    await directory.create(rec(), 300)
+    for _ in range(4):
+        await asyncio.sleep(0.15)
+        await directory.touch([("g:1", "c")], 300)
+    assert await directory.get("g:1", "c") is not None  # kept alive by touches
+    await asyncio.sleep(0.4)
+    assert await directory.get("g:1", "c") is None
+    assert not await directory.renew_lease("n1", "http://a:1", 300)
+    assert await directory.renew_lease("n1", "http://a:1", 300)
+    assert await directory.lease("n1") == "http://a:1"
+    await asyncio.sleep(0.4)
+    assert await directory.lease("n1") is None
+    assert not await directory.renew_lease("n1", "http://a:1", 300)
+
+
+async def test_outage_is_a_bounded_store_unavailable(redis_server) -> None:
+    d = RedisDirectory(redis_server.url, timeout_s=0.5)
+    await d.start()
+    try:
+        assert await d.create(rec(), 10_000)
+        redis_server.pause()
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            await d.get("g:1", "c")
+        assert time.monotonic() - started < 2.0
+        redis_server.resume()
+        for _ in range(20):  # recovers by itself
+            try:
+                assert await d.get("g:1", "c") == rec()
+                break
+            except StoreUnavailable:
+                await asyncio.sleep(0.2)
+        else:
+            pytest.fail("directory did not recover after Redis resumed")
+    finally:
+        redis_server.resume()
+        await d.stop()
