@@ -34,7 +34,11 @@ async def serve(config: Config) -> None:
     await runner.setup()
     lst = config.listener
     site = web.TCPSite(runner, lst.host, lst.port, reuse_address=True)
-    await site.start()
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()  # close Kafka and Redis clients before reporting the failure
+        raise
     log.info("event-gateway listening on %s (node %s)", lst.url, app[SESSIONS].node_id)
 
     stop = asyncio.Event()

@@ -150,10 +150,15 @@ class Sessions:
             raise instance_exists()
         record = Record(spec.group, spec.name, self.node_id, 1, spec.to_dict())
         try:
+            if key in self._tombstones:
+                # An earlier attempt timed out but may have landed: remove our own orphan.
+                await self._flush_tombstone(key)
             if not await self.directory.create(record, self._record_ttl_ms):
                 raise instance_exists()
-            self._tombstones.pop(key, None)
         except StoreUnavailable as exc:
+            # The write may still land when Redis answers again; the sync loop then deletes
+            # it (only if it is still ours at epoch 1), so a retry is not refused with 409.
+            self._tombstones[key] = (self.node_id, 1)
             raise session_store_unavailable(
                 f"cannot register the new instance ({exc}); retry the request"
             ) from exc

@@ -143,9 +143,7 @@ async def read_back(kafka_bootstrap: str, kafka_admin: AIOKafkaAdminClient) -> R
 
 
 @pytest.fixture
-async def make_gateway(
-    kafka_bootstrap: str, new_topic: NewTopicFn
-) -> AsyncIterator[MakeGatewayFn]:
+async def make_gateway(kafka_bootstrap: str, new_topic: NewTopicFn) -> AsyncIterator[MakeGatewayFn]:
     """``client = await make_gateway({"consumer.request.timeout.ms": "500"})``: an in-process
     gateway behind a started aiohttp TestClient; every one made is closed at teardown.
 
@@ -204,5 +202,14 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Harness notes, and the failure scenarios' counted figures (shown even when all pass)."""
+    from tests.support.figures import table
+
     for note in _NOTES:
         terminalreporter.write_line(f"[harness] {note}")
+
+    lines = table()
+    if lines:
+        terminalreporter.section("failure scenarios: counted figures")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -241,8 +243,20 @@ class KafkaServer:
         finally:
             await admin.close()
 
+    def pause(self) -> None:
+        """Freeze the broker (SIGSTOP): a hung Kafka, where clients get no answer at all."""
+        assert self.process is not None, "not started"
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None, "not started"
+        os.kill(self.process.pid, signal.SIGCONT)
+
     def stop(self) -> None:
         """Stop the broker (SIGTERM, then SIGKILL after 20 s) and delete its data."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, signal.SIGCONT)  # a paused broker cannot stop
         process.stop(self.process, 20)
         self.process = None
         self._cleanup()

@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
@@ -22,8 +22,14 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def spawn(args: Sequence[str], log_path: Path, cwd: Path | None = None) -> subprocess.Popen[bytes]:
-    """Start a server with stdout and stderr in ``log_path``.
+def spawn(
+    args: Sequence[str],
+    log_path: Path,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start a server with stdout and stderr in ``log_path`` (appended to, so a server
+    restarted on the same log keeps its earlier life for the post-mortem).
 
     Output goes to a file, not a pipe: nobody reads a pipe while tests run, and a full pipe
     would block the server. Call from the main thread: the parent-death signal fires when the
@@ -37,6 +43,7 @@ def spawn(args: Sequence[str], log_path: Path, cwd: Path | None = None) -> subpr
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=cwd,
+            env=None if env is None else dict(env),
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
 
