@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,7 +180,7 @@ class GatewayCluster:
         await asyncio.gather(*(self._wait_first_start(r, deadline) for r in self.replicas))
         self._start_haproxy()
         await self.wait_lb(up=range(self.n), deadline=deadline)
-        await self._wait_url(self.lb_url + "/readyz", "HAProxy", deadline)
+        await self._wait_ok(self.lb_url + "/readyz", "HAProxy", deadline, self._check_haproxy_alive)
 
     async def stop(self, grace: float = 10.0) -> None:
         """SIGTERM everything (replicas drain), SIGKILL whatever outlives ``grace``."""
@@ -421,35 +421,23 @@ listen stats
             self._spawn(r)
 
     async def _wait_ready(self, r: Replica, deadline: float) -> None:
-        last = "no answer yet"
-        timeout = aiohttp.ClientTimeout(total=1)
-        async with aiohttp.ClientSession(timeout=timeout) as http:
-            while time.monotonic() < deadline:
-                assert r.process is not None
-                code = r.process.poll()
-                if code is not None:
-                    raise ClusterStartError(
-                        f"replica {r.index} ({r.url}) exited with {code} during start-up\n"
-                        f"{self.logs()}"
-                    )
-                try:
-                    async with http.get(r.url + "/readyz") as resp:
-                        if resp.status == 200:
-                            return
-                        last = f"HTTP {resp.status}: {await resp.text()}"
-                except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                    last = f"{type(exc).__name__}: {exc}"
-                await asyncio.sleep(0.1)
-        raise ClusterStartError(
-            f"replica {r.index} ({r.url}) not ready within {self.start_timeout:.0f} s "
-            f"(last /readyz: {last})\n{self.logs()}"
-        )
+        def alive() -> None:
+            assert r.process is not None
+            if (code := r.process.poll()) is not None:
+                raise ClusterStartError(
+                    f"replica {r.index} ({r.url}) exited with {code} during start-up\n{self.logs()}"
+                )
 
-    async def _wait_url(self, url: str, what: str, deadline: float) -> None:
+        await self._wait_ok(r.url + "/readyz", f"replica {r.index}", deadline, alive)
+
+    async def _wait_ok(
+        self, url: str, what: str, deadline: float, alive: Callable[[], None]
+    ) -> None:
+        """Poll ``url`` until it answers 200; ``alive`` raises once waiting is pointless."""
         last = "no answer yet"
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as http:
             while time.monotonic() < deadline:
-                self._check_haproxy_alive()
+                alive()
                 try:
                     async with http.get(url) as resp:
                         if resp.status == 200:
@@ -458,7 +446,7 @@ listen stats
                 except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                     last = f"{type(exc).__name__}: {exc}"
                 await asyncio.sleep(0.1)
-        raise ClusterStartError(f"{what} at {url} not ready (last: {last})\n{self.logs()}")
+        raise ClusterStartError(f"{what} not ready at {url} in time (last: {last})\n{self.logs()}")
 
     def logs(self, lines: int = 40) -> str:
         """The end of every replica's log and HAProxy's, for failure messages."""
