@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
 import time
 
 import aiohttp
@@ -53,7 +54,7 @@ async def verify(request: web.Request, secret: str) -> bool:
         skew = abs(time.time() - float(ts))
     except ValueError:
         raise refused("malformed signature header") from None
-    if skew > MAX_SKEW_S:
+    if not math.isfinite(skew) or skew > MAX_SKEW_S:
         raise refused("signature expired")
     body = await request.read()
     expected = signature(secret, ts, request.method, request.path_qs, body)

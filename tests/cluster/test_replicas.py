@@ -453,3 +453,28 @@ async def test_base_uri_is_the_load_balancer_address(
             assert resp.status == 200
         async with http.delete(body["base_uri"]) as resp:
             assert resp.status == 204
+
+
+async def test_idle_expiry_is_cluster_wide(
+    make_cluster: MakeClusterFn, http: aiohttp.ClientSession
+):
+    """An instance used only through other replicas stays alive; once idle, it is gone
+    everywhere (404 40403 from every replica, and its name can be created again)."""
+    cluster = await make_cluster(n=3, props={"consumer.instance.timeout.ms": "3000"})
+    owner, others = cluster.urls[0], cluster.urls[1:]
+    group = group_name()
+    api = V2(http, prefix=owner)
+    status, _ = await api.create(group, name="e")
+    assert status == 200
+    path = f"/consumers/{group}/instances/e/subscription"
+    for i in range(10):  # 5 s of use, only through the two non-owners
+        async with http.get(others[i % 2] + path) as resp:
+            assert resp.status == 200, await resp.text()
+        await asyncio.sleep(0.5)
+    await asyncio.sleep(3.0 + 1.5)  # timeout plus the sweep and the directory delete
+    for url in cluster.urls:
+        async with http.get(url + path) as resp:
+            body = await resp.json(content_type=None)
+            assert (resp.status, body["error_code"]) == (404, 40403)
+    status, _ = await V2(http, prefix=others[0]).create(group, name="e")
+    assert status == 200
