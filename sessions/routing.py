@@ -87,6 +87,7 @@ class Sessions:
         self._tombstones: dict[tuple[str, str], tuple[str, int]] = {}  # deletes owed
         self._touched: set[tuple[str, str]] = set()
         self._last_renewal = 0.0
+        self._store_failed_at = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self.draining = False
         self.ready = True  # readiness for load balancers; turned off first on shutdown
@@ -174,6 +175,8 @@ class Sessions:
     async def resolve(self, group: str, name: str, *, forwarded: bool = False) -> ConsumerInstance:
         """The local instance, adopting it if orphaned; raises ForwardTo when another owns it."""
         self._check_serving()
+        if self.local.find(group, name) is not None:
+            await self._confirm_lease()
         inst = self.local.find(group, name)
         if inst is not None:
             self._touched.add(inst.key)
@@ -256,12 +259,27 @@ class Sessions:
                 503, 50301, "This replica is shutting down; retry the request", retry_after=1
             )
 
+    async def _confirm_lease(self) -> None:
+        """Before serving a local instance on a stale lease (we were paused, or the loop was
+        starved), renew now: if it had lapsed, instances adopted elsewhere are dropped first,
+        so a zombie never serves them. If Redis is down nobody can adopt, so we keep serving."""
+        now = time.monotonic()
+        if now - self._last_renewal < self._lease_ms / 1000 * 0.8:
+            return
+        if now - self._store_failed_at < 1.0:
+            return  # Redis is down: do not make every request wait for it
+        try:
+            await self._renew()
+        except StoreUnavailable:
+            self._store_failed_at = time.monotonic()
+
     async def _lease_loop(self) -> None:
         while True:
             await asyncio.sleep(self._lease_ms / 3000)
             try:
                 await self._renew()
             except StoreUnavailable as exc:
+                self._store_failed_at = time.monotonic()
                 log.warning("node lease renewal failed: %s", exc)
             except Exception:
                 log.exception("node lease renewal failed")
