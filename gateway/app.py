@@ -14,11 +14,12 @@ from sessions.routing import Sessions
 
 from . import consumers, metadata, produce
 from .config import Config
-from .context import CONFIG, FORWARDER, KAFKA, RESPONSE_TYPE, SESSIONS
+from .context import CONFIG, FORWARDER, KAFKA, RESPONSE_TYPE, SCHEMAS, SESSIONS
 from .errors import GatewayError, error_body, error_response
 from .forwarding import FORWARDED, HEADER, Forwarder, verify
 from .kafka import KafkaClients, kafka_kwargs
 from .media import NotAcceptable
+from .registry.schemas import Schemas
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +82,15 @@ def build_app(config: Config) -> web.Application:
         lease_ms=config.node_lease_ms,
     )
     app[FORWARDER] = Forwarder(config.cluster_secret)
+    app[SCHEMAS] = Schemas(config)
     app.router.add_get("/readyz", readyz)
     metadata.add_routes(app)
     produce.add_routes(app)
     consumers.add_routes(app)
+    if config.schema_registry_builtin:
+        from .registry import builtin
+
+        builtin.install(app, config)  # routes + its own start/stop hooks
     app.on_startup.append(_start)
     app.on_shutdown.append(_stop)
     return app
@@ -112,10 +118,12 @@ def instance_factory(config: Config) -> InstanceFactory:
 async def _start(app: web.Application) -> None:
     await app[KAFKA].start()
     await app[FORWARDER].start()
+    await app[SCHEMAS].start(app)
     await app[SESSIONS].start()
 
 
 async def _stop(app: web.Application) -> None:
     await app[SESSIONS].stop(app[CONFIG].shutdown_timeout_ms / 1000)
     await app[FORWARDER].stop()
+    await app[SCHEMAS].stop()
     await app[KAFKA].stop()

@@ -21,10 +21,11 @@ from sessions.routing import ForwardTo
 
 from . import media
 from .body import as_int, as_list, as_str, expect_object, read_json
-from .context import CONFIG, FORWARDER, RESPONSE_TYPE, SESSIONS
+from .context import CONFIG, FORWARDER, RESPONSE_TYPE, SCHEMAS, SESSIONS
 from .errors import FORMAT_MISMATCH, GatewayError, bad_request, json_detail, unprocessable
 from .forwarding import FORWARDED
-from .records import DECODERS
+from .records import decoder_for
+from .registry.client import NOT_CONFIGURED
 
 FORMATS = ("binary", "json", "avro", "jsonschema", "protobuf")
 SCHEMA_FORMATS = frozenset({"avro", "jsonschema", "protobuf"})
@@ -128,13 +129,21 @@ async def create(request: web.Request) -> web.Response:
     ctype = _negotiate(request, reads_body=True)
     group = request.match_info["group"]
     cfg = request.app[CONFIG]
-    spec = parse_create(group, await read_json(request), cfg.id)
+    spec = parse_create(
+        group, await read_json(request), cfg.id, schemas=request.app[SCHEMAS].configured
+    )
     await request.app[SESSIONS].create(spec)
     return _json({"instance_id": spec.name, "base_uri": base_uri(request, group, spec.name)}, ctype)
 
 
-def parse_create(group: str, body: Any, proxy_id: str = "") -> InstanceSpec:
-    """Validate a create request the way Confluent does, minus its 500s."""
+def parse_create(
+    group: str, body: Any, proxy_id: str = "", *, schemas: bool = True
+) -> InstanceSpec:
+    """Validate a create request the way Confluent does, minus its 500s.
+
+    ``schemas``: whether a schema registry is configured; without one a schema-format
+    instance could never read a record, so it is refused up front (422 / 42206).
+    """
     if body is None:
         body = {}
     body = expect_object(body, CREATE_FIELDS)
@@ -147,10 +156,8 @@ def parse_create(group: str, body: Any, proxy_id: str = "") -> InstanceSpec:
     fmt = (as_str(body.get("format"), "format") or "binary").lower()
     if fmt not in FORMATS:
         raise unprocessable("Invalid format type.")
-    if fmt in SCHEMA_FORMATS:
-        raise unprocessable(
-            f"Payload error. The {fmt} format is not supported by this gateway yet.", 42206
-        )
+    if fmt in SCHEMA_FORMATS and not schemas:
+        raise unprocessable(NOT_CONFIGURED, 42206)
     reset = as_str(body.get("auto.offset.reset"), "auto.offset.reset")
     if reset is not None and reset not in AUTO_OFFSET_RESET:
         raise unprocessable(
@@ -409,7 +416,7 @@ async def records(request: web.Request) -> web.Response:
         if inst.spec.fetch_min_bytes is not None
         else cfg.fetch_min_bytes,
     )
-    out = await inst.read(limits, DECODERS[inst.spec.format])
+    out = await inst.read(limits, decoder_for(request.app, inst.spec.format))
     return _json(out, ctype)
 
 

@@ -12,11 +12,14 @@ if TYPE_CHECKING:
     from .config import Config
     from .forwarding import Forwarder
     from .kafka import KafkaClients
+    from .registry.schemas import Schemas
 
 CONFIG: web.AppKey[Config] = web.AppKey("config")
 KAFKA: web.AppKey[KafkaClients] = web.AppKey("kafka")
 SESSIONS: web.AppKey[Sessions] = web.AppKey("sessions")
 FORWARDER: web.AppKey[Forwarder] = web.AppKey("forwarder")
+# Schema formats: the registry client and the compiled schemas (see gateway.registry.schemas).
+SCHEMAS: web.AppKey[Schemas] = web.AppKey("schemas")
 
 # Handlers store the negotiated response type under this request key, so that errors raised
 # later carry it, as Confluent's do once a resource method has been selected.

@@ -21,7 +21,7 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +48,8 @@ ASSIGNMENT_WAIT_S = 5.0
 
 
 class DecodeError(Exception):
-    """A record's bytes cannot be turned into the instance's format."""
+    """A record's bytes cannot be turned into the instance's format (it never will be: the
+    read answers 408 40801 and steps past it; see :meth:`ConsumerInstance.read`)."""
 
 
 @dataclass(frozen=True)
@@ -436,9 +437,21 @@ class ConsumerInstance:
         ``decode`` turns a record into its response element and its size in bytes. A record it
         cannot decode fails the read (408 40801) only when it is first in line; the instance
         then steps past it, so one poison record never wedges the instance.
+
+        ``decode`` may carry an async ``prepare(records)`` (schema formats: fetch the schemas
+        the records name, since ``decode`` itself cannot await). It is awaited for whatever
+        the buffer holds when the read starts and for every fetched batch, before any of
+        those records is decoded. If it fails, no record is skipped: the error is the read's
+        answer, or, once records were collected, the read returns them and the next read
+        retries the batch.
         """
+        prepare: Callable[[Iterable[ConsumerRecord]], Awaitable[None]] | None = getattr(
+            decode, "prepare", None
+        )
         async with self._op():
             self._require_subscription()
+            if prepare is not None and self._buffer:
+                await prepare(self._buffer)
             out: list[Any] = []
             size = 0
             deadline = time.monotonic() + limits.wait_ms / 1000
@@ -456,6 +469,13 @@ class ConsumerInstance:
                     self.touch()
                     for records in batch.values():
                         self._buffer.extend(records)
+                    if prepare is not None and self._buffer:
+                        try:
+                            await prepare(self._buffer)
+                        except GatewayError:
+                            if out:
+                                break  # the records so far are delivered; the next read retries
+                            raise
                     continue
                 rec = self._buffer[0]
                 try:

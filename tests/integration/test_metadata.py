@@ -32,7 +32,10 @@ async def test_root_is_an_empty_object(gateway: Client) -> None:
 async def test_root_negotiation(gateway: Client) -> None:
     api = V2(gateway)
     status, body, _ = await api.call("POST", "/", raw=b"hello", ctype="text/plain")
-    assert (status, body) == (415, {"error_code": 415, "message": "HTTP 415 Unsupported Media Type"})
+    assert (status, body) == (
+        415,
+        {"error_code": 415, "message": "HTTP 415 Unsupported Media Type"},
+    )
 
     for accept in ("text/plain", "application/json"):
         status, body, headers = await api.call("GET", "/", accept=accept)
@@ -159,8 +162,14 @@ async def test_other_request_content_types_are_415(
 ) -> None:
     topic = await new_topic()
     api = V2(gateway)
-    for path in ("/", "/topics", f"/topics/{topic}", f"/topics/{topic}/partitions",
-                 f"/topics/{topic}/partitions/0", f"/topics/{topic}/partitions/0/offsets"):
+    for path in (
+        "/",
+        "/topics",
+        f"/topics/{topic}",
+        f"/topics/{topic}/partitions",
+        f"/topics/{topic}/partitions/0",
+        f"/topics/{topic}/partitions/0/offsets",
+    ):
         status, body, _ = await api.call("GET", path, raw=b"", ctype=ctype)
         assert status == 415, path
         assert body == {"error_code": 415, "message": "HTTP 415 Unsupported Media Type"}
@@ -169,8 +178,14 @@ async def test_other_request_content_types_are_415(
 async def test_accept_negotiation(gateway: Client, new_topic: NewTopicFn) -> None:
     topic = await new_topic()
     api = V2(gateway)
-    paths = ("/topics", f"/topics/{topic}", f"/topics/{topic}/partitions",
-             f"/topics/{topic}/partitions/0", f"/topics/{topic}/partitions/0/offsets", "/brokers")
+    paths = (
+        "/topics",
+        f"/topics/{topic}",
+        f"/topics/{topic}/partitions",
+        f"/topics/{topic}/partitions/0",
+        f"/topics/{topic}/partitions/0/offsets",
+        "/brokers",
+    )
     for path in paths:
         status, body, headers = await api.call("GET", path, accept="application/json")
         assert (status, body) == (406, None), path

@@ -125,7 +125,11 @@ async def test_json_readme_example_is_stored_as_compact_json(
 
     assert status == 200
     assert headers["Content-Type"] == V2_JSON
-    assert answer == {"offsets": [ok(0, 0), ok(0, 1)], "key_schema_id": None, "value_schema_id": None}
+    assert answer == {
+        "offsets": [ok(0, 0), ok(0, 1)],
+        "key_schema_id": None,
+        "value_schema_id": None,
+    }
     got = await read_back(topic, 2)
     assert [(r.key, r.value) for r in got] == [
         (b'"alice"', b'{"tickets":5}'),
@@ -145,8 +149,14 @@ async def test_json_values_of_every_json_type(
     assert status == 200
     got = await read_back(topic, len(records))
     assert [r.value for r in got] == [
-        b"53.5", b'"somekey"', b"true", b'[1,null,"x"]', b'{"nested":{"a":[{}]}}', b"0",
-        '"caf\u00e9"'.encode(), None,
+        b"53.5",
+        b'"somekey"',
+        b"true",
+        b'[1,null,"x"]',
+        b'{"nested":{"a":[{}]}}',
+        b"0",
+        '"caf\u00e9"'.encode(),
+        None,
     ]
     assert got[-1].key == b'{"k":1}'
 
@@ -191,7 +201,10 @@ async def test_explicit_record_partitions(
     assert body["offsets"] == [ok(2, 0), ok(0, 0), ok(1, 0), ok(2, 1)]
     got = await read_back(topic, 4)
     assert [(r.partition, r.offset, r.value) for r in got] == [
-        (0, 0, b"b"), (1, 0, b"c"), (2, 0, b"a"), (2, 1, b"d"),
+        (0, 0, b"b"),
+        (1, 0, b"c"),
+        (2, 0, b"a"),
+        (2, 1, b"d"),
     ]
 
 
@@ -252,6 +265,7 @@ async def test_octet_stream_body_is_read_as_binary(
 # --- rejected requests: the right error, and nothing written ---------------------------------
 
 GOOD = {"records": [{"value": b64(b"good")}]}
+VALUE_SCHEMA_MISSING = "Request includes values but does not include value schema"
 
 
 @pytest.mark.parametrize(
@@ -262,34 +276,76 @@ GOOD = {"records": [{"value": b64(b"good")}]}
         ("text/plain", GOOD, None, 415, 415, "HTTP 415 Unsupported Media Type"),
         (V2_JSON, GOOD, None, 415, 415, "HTTP 415 Unsupported Media Type"),
         (BINARY, GOOD, "application/json", 406, None, None),
-        # schema formats: not yet
-        (AVRO, GOOD, None, 422, 42206, "Payload error. Schema formats are not supported yet."),
-        (JSONSCHEMA, GOOD, None, 422, 42206, "Payload error. Schema formats are not supported yet."),
-        (PROTOBUF, GOOD, None, 422, 42206, "Payload error. Schema formats are not supported yet."),
+        # schema formats: a value needs a value schema (tests/integration/test_schema_formats.py)
+        (AVRO, GOOD, None, 422, 42202, VALUE_SCHEMA_MISSING),
+        (JSONSCHEMA, GOOD, None, 422, 42202, VALUE_SCHEMA_MISSING),
+        (PROTOBUF, GOOD, None, 422, 42202, VALUE_SCHEMA_MISSING),
         # body shape
         (BINARY, b"", None, 422, 422, None),
         (BINARY, {}, None, 422, 422, None),
         (BINARY, {"records": []}, None, 422, 422, None),
-        (BINARY, {"records": [{"value": "QQ=="}], "foo": 1}, None, 422, 422,
-         "Unrecognized field: foo"),
-        (BINARY, {"records": [{"value": "QQ=="}, {"value": "QQ==", "headers": []}]}, None,
-         422, 422, "Unrecognized field: headers"),
-        (JSON, {"records": [{"value": 1, "timestamp": 5}]}, None, 422, 422,
-         "Unrecognized field: timestamp"),
+        (
+            BINARY,
+            {"records": [{"value": "QQ=="}], "foo": 1},
+            None,
+            422,
+            422,
+            "Unrecognized field: foo",
+        ),
+        (
+            BINARY,
+            {"records": [{"value": "QQ=="}, {"value": "QQ==", "headers": []}]},
+            None,
+            422,
+            422,
+            "Unrecognized field: headers",
+        ),
+        (
+            JSON,
+            {"records": [{"value": 1, "timestamp": 5}]},
+            None,
+            422,
+            422,
+            "Unrecognized field: timestamp",
+        ),
         (BINARY, {"records": [{}]}, None, 422, 422, None),
         (BINARY, b'{"records": [{"value": "QQ=="}]', None, 400, 400, None),
         (BINARY, b"not json at all", None, 400, 400, None),
         (BINARY, {"records": "QQ=="}, None, 400, 400, None),
         (BINARY, {"records": [{"value": "QQ==", "partition": "abc"}]}, None, 400, 400, None),
         # base64 (the bad record comes last: nothing before it may be written either)
-        (BINARY, {"records": [{"value": "QQ=="}, {"value": "A-E="}]}, None, 400, 400,
-         'Bad Request: data="A-E=" is not a valid base64 string.'),
-        (BINARY, {"records": [{"value": "QQ=="}, {"key": "QQ==\n"}]}, None, 400, 400,
-         'Bad Request: data="QQ==\\n" is not a valid base64 string.'),
-        (BINARY, {"records": [{"value": "QQ=="}, {"value": 12}]}, None, 400, 400,
-         "Bad Request: data=12 is not a base64 string."),
-        (BINARY, {"records": [{"value": {"a": 1}}]}, None, 400, 400,
-         'Bad Request: data={"a":1} is not a base64 string.'),
+        (
+            BINARY,
+            {"records": [{"value": "QQ=="}, {"value": "A-E="}]},
+            None,
+            400,
+            400,
+            'Bad Request: data="A-E=" is not a valid base64 string.',
+        ),
+        (
+            BINARY,
+            {"records": [{"value": "QQ=="}, {"key": "QQ==\n"}]},
+            None,
+            400,
+            400,
+            'Bad Request: data="QQ==\\n" is not a valid base64 string.',
+        ),
+        (
+            BINARY,
+            {"records": [{"value": "QQ=="}, {"value": 12}]},
+            None,
+            400,
+            400,
+            "Bad Request: data=12 is not a base64 string.",
+        ),
+        (
+            BINARY,
+            {"records": [{"value": {"a": 1}}]},
+            None,
+            400,
+            400,
+            'Bad Request: data={"a":1} is not a base64 string.',
+        ),
     ],
 )
 async def test_rejected_requests_write_nothing(
@@ -326,13 +382,13 @@ async def test_partitions_out_of_range_are_client_errors(
     topic = await new_topic(partitions=3)
     good = {"value": b64(b"x")}
 
-    status, body, headers = await produce(gateway, f"/topics/{topic}/partitions/3", {"records": [good]})
+    status, body, headers = await produce(
+        gateway, f"/topics/{topic}/partitions/3", {"records": [good]}
+    )
     assert (status, body) == (404, {"error_code": 40402, "message": "Partition not found."})
     assert headers["Content-Type"] == V2_JSON
 
-    status, body, _ = await produce(
-        gateway, f"/topics/{topic}/partitions/-1", {"records": [good]}
-    )
+    status, body, _ = await produce(gateway, f"/topics/{topic}/partitions/-1", {"records": [good]})
     assert (status, body["error_code"]) == (404, 40402)
 
     for bad in (5, -1):
@@ -355,7 +411,9 @@ async def test_partitions_out_of_range_are_client_errors(
     status, body, _ = await produce(gateway, f"/topics/{topic}", {"records": sentinel})
     assert body["offsets"] == [ok(0, 0), ok(1, 0), ok(2, 0)]
     assert [(r.partition, r.value) for r in await read_back(topic, 3)] == [
-        (0, b"s"), (1, b"s"), (2, b"s"),
+        (0, b"s"),
+        (1, b"s"),
+        (2, b"s"),
     ]
 
 
@@ -422,7 +480,9 @@ async def test_unreachable_kafka_is_a_per_record_50003_after_a_bounded_wait(
 
 
 async def test_illegal_topic_name_is_a_per_record_50002(gateway: Client) -> None:
-    status, body, _ = await produce(gateway, "/topics/no%20spaces", {"records": [{"value": "QQ=="}]})
+    status, body, _ = await produce(
+        gateway, "/topics/no%20spaces", {"records": [{"value": "QQ=="}]}
+    )
     assert status == 200
     [offset] = body["offsets"]
     assert (offset["partition"], offset["offset"], offset["error_code"]) == (None, None, 50002)

@@ -31,12 +31,20 @@ def test_precedence_file_env_set(tmp_path) -> None:
     f.write_text("bootstrap.servers=file:9092\nid=file\nconsumer.request.timeout.ms=5\n")
     env = {"EVENT_GATEWAY_ID": "env", "EVENT_GATEWAY_CONSUMER_REQUEST_TIMEOUT_MS": "7"}
     cfg = load(f, environ=env, overrides=["consumer.request.timeout.ms=9"])
-    assert (cfg.bootstrap_servers, cfg.id, cfg.consumer_request_timeout_ms) == ("file:9092", "env", 9)
+    assert (cfg.bootstrap_servers, cfg.id, cfg.consumer_request_timeout_ms) == (
+        "file:9092",
+        "env",
+        9,
+    )
 
 
 def test_pass_through_prefixes_and_unknown_keys() -> None:
     cfg = from_properties(
-        {"producer.linger.ms": "5", "client.client.id": "x", "rest.servlet.initializor.classes": "y"}
+        {
+            "producer.linger.ms": "5",
+            "client.client.id": "x",
+            "rest.servlet.initializor.classes": "y",
+        }
     )
     assert cfg.producer_settings() == {"linger.ms": "5", "client.id": "x"}
     assert cfg.unknown_keys == ("rest.servlet.initializor.classes",)

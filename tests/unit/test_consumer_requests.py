@@ -18,12 +18,20 @@ def test_create_defaults_and_generated_name() -> None:
 def test_create_coerces_like_jackson() -> None:
     spec = parse_create(
         "g",
-        {"name": "n", "format": "JSON", "auto.commit.enable": False, "fetch.min.bytes": "10",
-         "requestWaitMs": 250},
+        {
+            "name": "n",
+            "format": "JSON",
+            "auto.commit.enable": False,
+            "fetch.min.bytes": "10",
+            "requestWaitMs": 250,
+        },
     )
-    assert (spec.format, spec.auto_commit_enable, spec.fetch_min_bytes, spec.request_timeout_ms) == (
-        "json", False, 10, 250
-    )
+    assert (
+        spec.format,
+        spec.auto_commit_enable,
+        spec.fetch_min_bytes,
+        spec.request_timeout_ms,
+    ) == ("json", False, 10, 250)
 
 
 def test_legacy_id_wins_over_name() -> None:

@@ -101,7 +101,7 @@ def json_text(value: str) -> str:
         (10, b"10"),
         (True, b"true"),
         ([1, "a", None, {"b": [False]}], b'[1,"a",null,{"b":[false]}]'),
-        ("caf\u00e9 \u2603", "\"caf\u00e9 \u2603\"".encode()),  # raw UTF-8, not \\u escapes
+        ("caf\u00e9 \u2603", '"caf\u00e9 \u2603"'.encode()),  # raw UTF-8, not \\u escapes
         ("", b'""'),
     ],
 )

@@ -1,0 +1,50 @@
+"""What every schema format (avro, jsonschema, protobuf) offers the produce and consume paths.
+
+A *codec* is one compiled schema. It turns a request's JSON value into the payload Confluent's
+serializer would write (framing aside) and a stored payload back into the JSON Confluent's
+REST Proxy would show. Codecs are pure and synchronous: compiling one may be slow and runs in a
+worker thread (:mod:`gateway.registry.schemas`), using one is cheap and runs on the loop.
+
+Three failures, three different culprits, so three exception types:
+
+* :class:`SchemaError`: the schema text itself is unusable (Confluent's 42205).
+* :class:`DataError`: the request's data does not fit the schema (Confluent's 400).
+* :class:`~gateway.formats.framing.PayloadError`: stored bytes cannot be read (408 40801).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from .framing import PayloadError
+
+# Our embedded format name -> the registry's ``schemaType`` (absent in answers means AVRO).
+SCHEMA_TYPES = {"avro": "AVRO", "jsonschema": "JSON", "protobuf": "PROTOBUF"}
+FORMATS = {v: k for k, v in SCHEMA_TYPES.items()}
+
+__all__ = ["FORMATS", "SCHEMA_TYPES", "Codec", "DataError", "PayloadError", "SchemaError"]
+
+
+class SchemaError(ValueError):
+    """Schema text that does not compile; the message says why."""
+
+
+class DataError(ValueError):
+    """A JSON value from a request that the schema does not accept."""
+
+
+class Codec(Protocol):
+    """One compiled schema of one format."""
+
+    format: str  # "avro" | "jsonschema" | "protobuf"
+
+    def encode(self, value: Any) -> bytes | None:
+        """The payload for ``value`` (protobuf: message indexes included); ``None``: no bytes.
+
+        Raises :class:`DataError` when ``value`` does not fit the schema.
+        """
+        ...
+
+    def decode(self, payload: bytes | memoryview) -> Any:
+        """The JSON value a consumer sees; :class:`PayloadError` when unreadable."""
+        ...
