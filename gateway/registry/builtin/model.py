@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..client import Reference  # one definition for the client and the registry
+
 AVRO = "AVRO"
 JSON = "JSON"
 PROTOBUF = "PROTOBUF"
@@ -28,18 +30,6 @@ LEVELS = (
 )
 # Confluent's default for ``schema.compatibility.level``.
 DEFAULT_LEVEL = BACKWARD
-
-
-@dataclass(frozen=True)
-class Reference:
-    """A named dependency on one exact (subject, version), as Confluent stores it."""
-
-    name: str
-    subject: str
-    version: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "subject": self.subject, "version": self.version}
 
 
 @dataclass(frozen=True)
