@@ -6,9 +6,11 @@ nothing. Point at existing servers with KAFKA_BOOTSTRAP_SERVERS / REDIS_URL; oth
 session starts its own on free loopback ports (Kafka from the jars that
 ``deploy/kafka/kafka.sh jars`` caches, fetched on first use; ``redis-server`` from PATH).
 
-Docker (testcontainers) is deliberately not used even where an engine runs: images come from a
-container registry that this project's machines and CI cannot reach, and the jar broker is the
-same Apache Kafka, up in under 10 s.
+Where a Docker engine answers (and EVENT_GATEWAY_TESTCONTAINERS is not "0"), testcontainers
+starts Kafka (Confluent's build of Apache Kafka 4) and Redis instead, as a convenience for
+machines without Java or redis-server. If a container cannot start (no image can be pulled, as
+on this project's own machines and CI), the session says so and uses the jar broker and
+redis-server: nothing depends on Docker.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 
 import pytest
@@ -47,12 +50,49 @@ def _start_or_fail(start: Callable[[], object], what: str) -> None:
     pytest.fail(f"cannot start {what}: {error}", pytrace=False)
 
 
+def _docker_reachable() -> bool:
+    if _env("EVENT_GATEWAY_TESTCONTAINERS") == "0":
+        return False
+    try:
+        done = subprocess.run(["docker", "info"], capture_output=True, timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+@contextlib.contextmanager
+def _container(make: Callable[[], object], what: str) -> Iterator[object | None]:
+    """A started testcontainers container, or None (with a note) when it cannot start."""
+    container = None
+    try:
+        container = make()
+        container.start()  # type: ignore[attr-defined]
+    except Exception as exc:
+        _NOTES.append(f"testcontainers could not start {what} ({type(exc).__name__}); using local")
+        container = None
+    try:
+        yield container
+    finally:
+        if container is not None:
+            container.stop()  # type: ignore[attr-defined]
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     """``host:port`` of a Kafka broker shared by the whole session."""
     if external := _env("KAFKA_BOOTSTRAP_SERVERS"):
         yield external
         return
+    if _docker_reachable():
+        from testcontainers.kafka import KafkaContainer
+
+        with _container(
+            lambda: KafkaContainer("confluentinc/cp-kafka:8.0.0").with_kraft(), "Kafka"
+        ) as kafka:
+            if kafka is not None:
+                _NOTES.append("Kafka from testcontainers")
+                yield kafka.get_bootstrap_server()  # type: ignore[attr-defined]
+                return
     server = KafkaServer()
     _start_or_fail(server.start, "a Kafka broker for the tests")
     _NOTES.append(f"Kafka {server.bootstrap} (own broker) ready in {server.startup_seconds:.1f} s")
@@ -68,6 +108,15 @@ def redis_url() -> Iterator[str]:
     if external := _env("REDIS_URL"):
         yield external
         return
+    if _docker_reachable():
+        from testcontainers.redis import RedisContainer
+
+        with _container(lambda: RedisContainer("redis:7"), "Redis") as redis:
+            if redis is not None:
+                host = redis.get_container_host_ip()  # type: ignore[attr-defined]
+                port = redis.get_exposed_port(6379)  # type: ignore[attr-defined]
+                yield f"redis://{host}:{port}/0"
+                return
     server = RedisServer()
     _start_or_fail(server.start, "redis-server for the tests")
     try:
