@@ -24,6 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from gateway.forwarding import HEADER, signature
 from tests.harness.api import MakeClusterFn, NewTopicFn
+from tests.support.bridge import produce_ten, run_bridge_flow
 from tests.support.v2 import V2, V2_JSON
 
 pytestmark = pytest.mark.asyncio
@@ -395,38 +396,13 @@ async def test_kafka_bridge_client_through_haproxy(
     kafka_bootstrap: str,
 ) -> None:
     """A v2 client from PyPI runs its whole flow unchanged against the balanced cluster."""
-    from kafka_bridge_client import KafkaBridgeConsumer
-
     cluster = await make_cluster(n=3)
     topic = await new_topic(partitions=2)
-    for i in range(10):
-        await producer.send_and_wait(topic, f"m{i}".encode(), key=str(i % 2).encode())
+    values = await produce_ten(producer, topic)
     group = group_name()
-    consumer = KafkaBridgeConsumer(
-        topic,
-        bootstrap_server=cluster.lb_url + "/",
-        group_id=group,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_name="kbc",
-        proxy="confluent",
-        sleep_interval_seconds=0,
-    )
-    received = []
-    async with consumer:
-        for _ in range(30):
-            received.extend(await consumer.poll_records(max_bytes=1_000_000, timeout=500))
-            if len(received) >= 10:
-                break
-        await consumer.commit()
-    assert sorted(base64.b64decode(r["value"]) for r in received) == sorted(
-        f"m{i}".encode() for i in range(10)
-    )
-    ends: dict[tuple[str, int], int] = {}
-    for r in received:
-        key = (r["topic"], r["partition"])
-        ends[key] = max(ends.get(key, -1), r["offset"] + 1)
-    assert await committed_offsets(kafka_bootstrap, group) == ends
+    got = await run_bridge_flow(cluster.lb_url, topic, group, len(values))
+    assert got["values"] == sorted(values)
+    assert await committed_offsets(kafka_bootstrap, group) == got["ends"]
     # The client deleted its instance on exit: gone on every replica.
     for url in cluster.urls:
         status, _, _ = await V2(http, prefix=url).call(

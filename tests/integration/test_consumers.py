@@ -15,6 +15,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
+from tests.support.bridge import produce_ten, run_bridge_flow
 from tests.support.v2 import BINARY, JSON, V2, V2_JSON
 
 pytestmark = pytest.mark.asyncio
@@ -466,39 +467,12 @@ async def test_idle_instance_expires(make_gateway):
 
 async def test_kafka_bridge_client_confluent_mode(gateway, new_topic, producer, kafka_bootstrap):
     """A third-party v2 client from PyPI runs its whole flow unchanged."""
-    from kafka_bridge_client import KafkaBridgeConsumer
-
     topic = await new_topic(partitions=2)
-    for i in range(10):
-        await producer.send_and_wait(topic, f"m{i}".encode(), key=str(i % 2).encode())
+    values = await produce_ten(producer, topic)
     group = group_name()
-    consumer = KafkaBridgeConsumer(
-        topic,
-        bootstrap_server=str(gateway.make_url("/")),
-        group_id=group,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_name="kbc",
-        proxy="confluent",
-        sleep_interval_seconds=0,
-    )
-    received = []
-    async with consumer:
-        for _ in range(30):
-            received.extend(await consumer.poll_records(max_bytes=1_000_000, timeout=500))
-            if len(received) >= 10:
-                break
-        await consumer.commit()
-    assert sorted(base64.b64decode(r["value"]) for r in received) == sorted(
-        f"m{i}".encode() for i in range(10)
-    )
-    committed = await committed_offsets(kafka_bootstrap, group)
-    ends = {}
-    for r in received:
-        ends[(r["topic"], r["partition"])] = max(
-            ends.get((r["topic"], r["partition"]), -1), r["offset"] + 1
-        )
-    assert committed == ends
+    got = await run_bridge_flow(str(gateway.make_url("/")), topic, group, len(values))
+    assert got["values"] == sorted(values)
+    assert await committed_offsets(kafka_bootstrap, group) == got["ends"]
     # The client deleted its instance on exit.
     status, _, _ = await V2(gateway).call("GET", f"/consumers/{group}/instances/kbc/subscription")
     assert status == 404
