@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from gateway.errors import instance_exists, instance_not_found
+from gateway.errors import instance_exists
 
 from .instance import ConsumerInstance, InstanceSpec
 
@@ -77,19 +77,6 @@ class LocalInstances:
         if inst is not None:
             inst.touch()
         return inst
-
-    def get(self, group: str, name: str) -> ConsumerInstance:
-        inst = self.find(group, name)
-        if inst is None:
-            raise instance_not_found()
-        return inst
-
-    async def delete(self, group: str, name: str) -> None:
-        """Forget first (later calls 404 at once), then close, leaving the group promptly."""
-        inst = self._instances.pop((group, name), None)
-        if inst is None:
-            raise instance_not_found()
-        await inst.stop()
 
     def detach(self, group: str, name: str) -> ConsumerInstance | None:
         """Remove without closing (the caller closes it, e.g. a drain that saves positions)."""

@@ -50,16 +50,6 @@ def _misrouted() -> GatewayError:
     )
 
 
-def _owner_unreachable() -> GatewayError:
-    return GatewayError(
-        503,
-        50302,
-        "The replica that owns this consumer instance is not answering; it will be taken over "
-        "when its lease expires. Retry the request.",
-        retry_after=1,
-    )
-
-
 class Sessions:
     """Explicit lifecycle: ``await start()`` ... ``await stop()`` (stop drains)."""
 
