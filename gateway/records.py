@@ -13,7 +13,7 @@ schema id the batch names, so decoding itself never waits.
 from __future__ import annotations
 
 import asyncio
-import base64
+import binascii
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -41,7 +41,7 @@ def _size(rec: ConsumerRecord) -> int:
 
 
 def _b64(data: bytes | None) -> str | None:
-    return None if data is None else base64.b64encode(data).decode("ascii")
+    return None if data is None else binascii.b2a_base64(data, newline=False).decode("ascii")
 
 
 def decode_binary(rec: ConsumerRecord) -> tuple[dict[str, Any], int]:

@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 # Records pulled from aiokafka per partial read. A read moves records into its response
 # one at a time (for max_bytes), so this only bounds how much sits in the instance buffer.
-FETCH_BATCH = 500
+FETCH_BATCH = 1000
 # How long a seek on a subscribed instance waits for the group to assign partitions.
 ASSIGNMENT_WAIT_S = 5.0
 
@@ -458,15 +458,22 @@ class ConsumerInstance:
             while True:
                 if not self._buffer:
                     remaining = deadline - time.monotonic()
-                    if remaining <= 0 or self._enough(out, size, limits):
+                    if remaining <= 0:
                         break
+                    # Once enough bytes are in, only records aiokafka already fetched are
+                    # drained into this response (a non-blocking getmany), as Confluent drains
+                    # its buffer: bigger responses, no extra wait.
+                    enough = self._enough(out, size, limits)
                     batch = await self._kafka(
                         self._consumer.getmany(
-                            timeout_ms=max(int(remaining * 1000), 0), max_records=FETCH_BATCH
+                            timeout_ms=0 if enough else max(int(remaining * 1000), 0),
+                            max_records=FETCH_BATCH,
                         ),
                         allow=remaining + self._kafka_timeout,
                     )
                     self.touch()
+                    if enough and not batch:
+                        break
                     for records in batch.values():
                         self._buffer.extend(records)
                     if prepare is not None and self._buffer:
