@@ -78,6 +78,7 @@ class Sessions:
         self._touched: set[tuple[str, str]] = set()
         self._last_renewal = 0.0
         self._store_failed_at = 0.0
+        self._lease_cache: dict[str, tuple[str, float]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.draining = False
         self.ready = True  # readiness for load balancers; turned off first on shutdown
@@ -178,7 +179,7 @@ class Sessions:
             if rec is None:
                 raise instance_not_found()
             if rec.owner and rec.owner != self.node_id:
-                url = await self.directory.lease(rec.owner)
+                url = await self._live_url(rec.owner)
                 if url is not None:
                     if forwarded:
                         raise _misrouted()  # never forward twice: the caller re-reads
@@ -188,6 +189,22 @@ class Sessions:
             raise session_store_unavailable(
                 f"cannot look up instances owned by other replicas ({exc}); retry the request"
             ) from exc
+
+    async def _live_url(self, node_id: str) -> str | None:
+        """A live node's URL, remembered for a second: a forwarded request then costs one
+        Redis round trip, not two. Only live leases are remembered, so an expired lease is
+        seen (and its instances adopted) at most a second late; a dead owner in between
+        answers a retriable 503, as it would while its lease lives anyway."""
+        now = time.monotonic()
+        hit = self._lease_cache.get(node_id)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        url = await self.directory.lease(node_id)
+        if url is None:
+            self._lease_cache.pop(node_id, None)
+        else:
+            self._lease_cache[node_id] = (url, now + 1.0)
+        return url
 
     async def delete(self, group: str, name: str, *, forwarded: bool = False) -> None:
         inst = await self.resolve(group, name, forwarded=forwarded)
