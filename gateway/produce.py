@@ -53,15 +53,18 @@ async def _produce(request: web.Request, path_partition: int | None) -> web.Resp
         partitions = [path_partition if p is None else p for p in partitions]
 
     config = request.app[CONFIG]
+    gate = request.app[_GATE]
     try:
-        producer, known = await request.app[_GATE].partitions(
+        producer, known = await gate.partitions(
             request.app[KAFKA], topic, config.producer_max_block_ms
         )
     except NotSent as exc:
         offsets = not_sent(exc, len(body))
     else:
         _check_partitions(known, path_partition, partitions)
-        offsets = await send_all(producer, topic, encoded.keys, encoded.values, partitions)
+        offsets = await send_all(
+            producer, topic, encoded.keys, encoded.values, partitions, known, gate.turns
+        )
 
     payload = {
         "offsets": offsets,

@@ -7,19 +7,30 @@ Two waits, each with its own bound, and neither multiplied by the number of reco
   request share one topic, so this wait happens once per request, not once per record. If it
   runs out, nothing is sent and every record reports 50003, as Confluent does for a missing
   topic or an unreachable cluster.
-* after: all records are handed to the producer in order, then their acknowledgements are
-  awaited together, within the producer's request timeout.
+* after: the records are packed into record batches, one per partition (more when a batch
+  fills), the batches are handed to the producer, and their acknowledgements are awaited
+  together, within the producer's request timeout.
+
+Records go to Kafka as whole batches rather than one ``send()`` each because the per-record
+path (a coroutine, a partition choice, a metadata check and a future per record, and one
+future resolved per record on acknowledgement) was most of the gateway's CPU per produced
+record. Only batches too small to be worth a broker round trip of their own still go record
+by record (see :func:`send_all`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import re
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.structs import RecordMetadata
 
 from .errors import GatewayError, describe, kafka_error_code
 from .kafka import KafkaClients
@@ -31,8 +42,13 @@ _LEGAL_TOPIC = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 # Past the producer's own request timeout (after which aiokafka fails a batch itself) only a
 # wedged client leaves a record unanswered; the margin keeps aiokafka's message the usual one.
 _DELIVERY_MARGIN = 1.0
+# aiokafka's upper bound on a record's size beyond its key and value bytes (batch header 61,
+# record overhead 21, two length varints of at most 5 and the header count): a record whose
+# key and value stay this far below ``max_request_size`` cannot be too large.
+_RECORD_OVERHEAD_BOUND = 128
 
 Offset = dict[str, Any]
+Partitioner = Callable[[bytes, list[int], list[int]], int]
 
 
 class NotSent(Exception):
@@ -54,6 +70,7 @@ class ProducerGate:
 
     def __init__(self) -> None:
         self._starting: asyncio.Future[AIOKafkaProducer] | None = None
+        self.turns = BatchTurns()  # shared by the requests of this gateway, like the producer
 
     async def producer(self, clients: KafkaClients) -> AIOKafkaProducer:
         """The shared producer; the caller bounds the wait, the start itself is not cancelled."""
@@ -99,37 +116,285 @@ class ProducerGate:
         )
 
 
+class BatchTurns:
+    """Lets one request at a time per partition hand a whole batch to aiokafka, first come
+    first served.
+
+    aiokafka's ``send_batch`` waits while the partition already has an undelivered batch
+    queued, and that wait's timeout shrinks by the total time waited so far at every wake-up.
+    With many requests waiting on one partition, every drain wakes them all, one wins and
+    the others soon fail with ``KafkaTimeoutError`` although the partition is healthy. Queued
+    here instead, each request waits inside aiokafka for at most one batch.
+    """
+
+    def __init__(self) -> None:
+        # Dropped when no request holds or waits for it, so topics come and go freely.
+        self._turns: dict[tuple[str, int], _Turn] = {}
+
+    async def send_batch(
+        self, producer: AIOKafkaProducer, batch: Any, topic: str, partition: int
+    ) -> asyncio.Future[Any]:
+        """``producer.send_batch`` once this request's turn for the partition has come."""
+        key = (topic, partition)
+        turn = self._turns.get(key)
+        if turn is None:
+            turn = self._turns[key] = _Turn()
+        turn.users += 1
+        try:
+            async with turn.lock:
+                future: asyncio.Future[Any] = await producer.send_batch(
+                    batch, topic, partition=partition
+                )
+                return future
+        finally:
+            turn.users -= 1
+            if turn.users == 0:
+                del self._turns[key]
+
+
+class _Turn:
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0  # requests holding or waiting for the lock
+
+
+class _Batch:
+    """One record batch for one partition, and which request records it carries, in order."""
+
+    __slots__ = ("builder", "full", "indices", "partition", "rank")
+
+    def __init__(self, partition: int, builder: Any, rank: int) -> None:
+        self.partition = partition
+        self.builder = builder  # aiokafka's BatchBuilder
+        self.rank = rank  # how many batches of this partition this request filled before it
+        self.indices: list[int] = []
+        self.full = False  # refused a record: worth a produce request of its own
+
+
+class _Packer:
+    """Packs a request's records into batches: one open batch per partition at a time."""
+
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self._producer = producer
+        self.open: dict[int, _Batch] = {}  # read by _pack's per-record fast path
+        self._ranks: dict[int, int] = {}
+        self._filled: list[_Batch] = []
+
+    def retire(self, batch: _Batch) -> None:
+        """The batch is full: it goes out as it is and its partition needs a new one."""
+        batch.full = True
+        del self.open[batch.partition]
+        self._filled.append(batch)
+
+    def start(self, partition: int, index: int, key: bytes | None, value: bytes | None) -> None:
+        """A new batch for the partition, holding this record.
+
+        A fresh batch takes its first record whatever its size, as aiokafka's own ``send``
+        does: a record larger than the batch size travels in a batch of its own.
+        """
+        rank = self._ranks.get(partition, 0)
+        self._ranks[partition] = rank + 1
+        batch = self.open[partition] = _Batch(partition, self._producer.create_batch(), rank)
+        if batch.builder.append(timestamp=None, key=key, value=value) is None:
+            raise RuntimeError("aiokafka refused the first record of an empty batch")
+        batch.indices.append(index)
+
+    def batches(self) -> list[_Batch]:
+        """Every batch, first batches of all partitions first, each partition in order.
+
+        aiokafka queues only one undelivered batch per partition and makes the next one wait
+        for it, so handing over round by round lets the first round go out in one produce
+        request instead of making a partition's second batch hold up every other partition.
+        """
+        every = self._filled + list(self.open.values())
+        every.sort(key=lambda b: b.rank)  # stable: request order within a partition
+        return every
+
+
 async def send_all(
     producer: AIOKafkaProducer,
     topic: str,
     keys: list[bytes | None],
     values: list[bytes | None],
     partitions: list[int | None],
+    known: Collection[int],
+    turns: BatchTurns,
 ) -> list[Offset]:
     """One ``offsets`` entry per record, in request order.
 
-    Records are handed over one after another, not as concurrent tasks: ``send`` only waits
-    when a partition's batch is full, and handing over in order is what keeps the records of
-    one partition in request order. Acknowledgements are then awaited all at once.
+    ``known`` is the topic's partitions as :meth:`ProducerGate.partitions` returned them,
+    ``turns`` the gate's :class:`BatchTurns`.
+    Partition choice is the producer's: an explicit partition is honoured, a keyed record
+    goes where aiokafka's default partitioner (Java's murmur2) puts it, and keyless records
+    stick to one randomly chosen available partition until its batch is full and then move
+    to another one, as Java's sticky partitioner does.
+
+    A batch holding at least half the producer's batch size is handed over whole. A smaller
+    one is handed over record by record instead, into whatever batch the producer has open
+    for that partition: aiokafka queues only one undelivered batch per partition, so a small
+    batch of its own would make concurrent small requests to one partition take one broker
+    round trip each, where records handed over one by one share batches.
+
+    Records are appended in request order and a partition's batches are handed over in order,
+    which keeps the records of one partition in request order. A batch fails or succeeds as
+    a whole, and each of its records reports that outcome.
     """
+    offsets: list[Offset | None] = [None] * len(keys)
+    batches = _pack(producer, topic, keys, values, partitions, known, offsets)
+    whole = _batch_size(producer) // 2
     timeout = getattr(producer, "_request_timeout_ms", 30_000) / 1000 + _DELIVERY_MARGIN
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    sent: list[asyncio.Future[Any] | BaseException | None] = [None] * len(keys)
+    handed: list[tuple[_Batch, asyncio.Future[Any]]] = []
+    singles: list[tuple[int, asyncio.Future[Any]]] = []
     try:
         async with asyncio.timeout_at(deadline):
-            for i, (key, value, partition) in enumerate(zip(keys, values, partitions, strict=True)):
-                try:
-                    sent[i] = await producer.send(topic, value=value, key=key, partition=partition)
-                except KafkaError as exc:
-                    sent[i] = exc
+            for batch in batches:
+                p = batch.partition
+                if batch.full or batch.builder.size() >= whole:
+                    try:
+                        future = await turns.send_batch(producer, batch.builder, topic, p)
+                    except KafkaError as exc:
+                        failed = _failure(kafka_error_code(exc), describe(exc))
+                        for i in batch.indices:
+                            offsets[i] = failed
+                    else:
+                        handed.append((batch, future))
+                    continue
+                for i in batch.indices:
+                    try:
+                        future = await producer.send(
+                            topic, value=values[i], key=keys[i], partition=p
+                        )
+                    except KafkaError as exc:
+                        offsets[i] = _failure(kafka_error_code(exc), describe(exc))
+                    else:
+                        singles.append((i, future))
     except TimeoutError:
-        pass  # records not handed over yet stay None and report the timeout below
-    futures = [f for f in sent if isinstance(f, asyncio.Future)]
+        pass  # records not handed over yet keep None and report the timeout below
+    futures = [future for _, future in handed] + [future for _, future in singles]
     if futures:
         await asyncio.wait(futures, timeout=max(0.0, deadline - loop.time()))
+    for batch, future in handed:
+        outcome = _outcome(future)
+        if isinstance(outcome, dict):
+            for i in batch.indices:
+                offsets[i] = outcome
+        elif outcome is not None:
+            partition, base = outcome.partition, outcome.offset
+            for n, i in enumerate(batch.indices):
+                offsets[i] = _delivered(partition, base + n)
+    for i, future in singles:
+        outcome = _outcome(future)
+        if isinstance(outcome, dict):
+            offsets[i] = outcome
+        elif outcome is not None:
+            offsets[i] = _delivered(outcome.partition, outcome.offset)
     timed_out = _failure(50003, f"Kafka did not acknowledge the record within {timeout:g} s.")
-    return [_offset(s, timed_out) for s in sent]
+    return [timed_out if o is None else o for o in offsets]
+
+
+def _pack(
+    producer: AIOKafkaProducer,
+    topic: str,
+    keys: Sequence[bytes | None],
+    values: Sequence[bytes | None],
+    partitions: Sequence[int | None],
+    known: Collection[int],
+    offsets: list[Offset | None],
+) -> list[_Batch]:
+    """The request's records in batches; a record too large to send gets its error in offsets."""
+    everything = sorted(known)  # the partitioner's list, sorted by id as Java's is
+    # Keyless records avoid partitions without a leader, as aiokafka's partitioner does.
+    available = sorted(producer.client.cluster.available_partitions_for_topic(topic) or ())
+    choices = available or everything
+    partitioner: Partitioner = getattr(producer, "_partitioner", None) or DefaultPartitioner()
+    roomy = getattr(producer, "_max_request_size", 1_048_576) - _RECORD_OVERHEAD_BOUND
+    packer = _Packer(producer)
+    open_batch = packer.open.get
+    sticky: int | None = None
+    for i, (key, value, partition) in enumerate(zip(keys, values, partitions, strict=True)):
+        if (len(key) if key else 0) + (len(value) if value else 0) > roomy:
+            too_large = _too_large(producer, key, value)
+            if too_large is not None:
+                offsets[i] = too_large
+                continue
+        keyless = partition is None and key is None
+        if keyless:
+            if sticky is None:
+                sticky = random.choice(choices)
+            partition = sticky
+        elif partition is None:
+            partition = partitioner(key, everything, available)
+        # The common case, inline: the partition's open batch has room.
+        batch = open_batch(partition)
+        if batch is not None:
+            if batch.builder.append(timestamp=None, key=key, value=value) is not None:
+                batch.indices.append(i)
+                continue
+            packer.retire(batch)
+            if keyless:  # the sticky partition's batch is full: move on, as Java does
+                sticky = partition = _another(choices, partition)
+                batch = open_batch(partition)
+                if batch is not None:
+                    if batch.builder.append(timestamp=None, key=key, value=value) is not None:
+                        batch.indices.append(i)
+                        continue
+                    packer.retire(batch)
+        packer.start(partition, i, key, value)
+    return packer.batches()
+
+
+def _another(choices: list[int], current: int) -> int:
+    """A random partition other than ``current`` when there is one."""
+    if len(choices) < 2:
+        return current
+    # Uniform over the others: drawing from all but the last, the last stands in for current.
+    other = random.choice(choices[:-1])
+    return choices[-1] if other == current else other
+
+
+def _too_large(producer: AIOKafkaProducer, key: bytes | None, value: bytes | None) -> Offset | None:
+    """The failure ``send()`` reports for a record over ``max_request_size``, else None.
+
+    A batch takes any first record whatever its size, so without this check an oversized
+    record would reach the broker and fail its whole batch; ``send()`` refused it alone,
+    with this message.
+    """
+    try:
+        producer._serialize(key, value, [])
+    except KafkaError as exc:
+        return _failure(kafka_error_code(exc), describe(exc))
+    return None
+
+
+def _outcome(future: asyncio.Future[Any]) -> RecordMetadata | Offset | None:
+    """What a handed-over batch or record came to: its metadata, a failure entry, or None
+    while it is not acknowledged (the caller then reports the timeout)."""
+    if not future.done():
+        return None
+    if future.cancelled():
+        return _failure(50003, "The send was cancelled by the Kafka client.")
+    exc = future.exception()
+    if exc is None:
+        metadata: RecordMetadata = future.result()
+        return metadata
+    if not isinstance(exc, KafkaError | TimeoutError):
+        log.error("non-Kafka failure from the producer", exc_info=exc)
+        raise GatewayError(500, 500, "Unexpected non-Kafka exception returned by Kafka")
+    return _failure(kafka_error_code(exc), describe(exc))
+
+
+def _delivered(partition: int, offset: int) -> Offset:
+    return {"partition": partition, "offset": offset, "error_code": None, "error": None}
+
+
+def _batch_size(producer: AIOKafkaProducer) -> int:
+    """The producer's ``batch.size`` (aiokafka keeps it on its accumulator only)."""
+    accumulator = getattr(producer, "_message_accumulator", None)
+    return int(getattr(accumulator, "_batch_size", 16384))
 
 
 def not_sent(exc: NotSent, count: int) -> list[Offset]:
@@ -145,30 +410,6 @@ def response_status(offsets: list[Offset]) -> int:
     if 40301 in codes:
         return 403
     return 200
-
-
-def _offset(sent: asyncio.Future[Any] | BaseException | None, timed_out: Offset) -> Offset:
-    if sent is None:
-        return timed_out
-    if isinstance(sent, asyncio.Future):
-        if not sent.done():
-            return timed_out
-        if sent.cancelled():
-            return _failure(50003, "The send was cancelled by the Kafka client.")
-        exc = sent.exception()
-        if exc is None:
-            metadata = sent.result()
-            return {
-                "partition": metadata.partition,
-                "offset": metadata.offset,
-                "error_code": None,
-                "error": None,
-            }
-        sent = exc
-    if not isinstance(sent, KafkaError | TimeoutError):
-        log.error("non-Kafka failure from the producer", exc_info=sent)
-        raise GatewayError(500, 500, "Unexpected non-Kafka exception returned by Kafka")
-    return _failure(kafka_error_code(sent), describe(sent))
 
 
 def _failure(error_code: int, message: str) -> Offset:
