@@ -13,7 +13,6 @@ schema id the batch names, so decoding itself never waits.
 from __future__ import annotations
 
 import asyncio
-import binascii
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -25,7 +24,8 @@ from aiokafka import ConsumerRecord
 from sessions.instance import DecodeError
 
 from .context import SCHEMAS
-from .formats import framing
+from .errors import GatewayError
+from .formats import binary, framing, json
 from .formats.codec import Codec
 from .registry.schemas import Schemas
 
@@ -40,16 +40,12 @@ def _size(rec: ConsumerRecord) -> int:
     )
 
 
-def _b64(data: bytes | None) -> str | None:
-    return None if data is None else binascii.b2a_base64(data, newline=False).decode("ascii")
-
-
 def decode_binary(rec: ConsumerRecord) -> tuple[dict[str, Any], int]:
     return (
         {
             "topic": rec.topic,
-            "key": _b64(rec.key),
-            "value": _b64(rec.value),
+            "key": binary.deserialize(rec.key),
+            "value": binary.deserialize(rec.value),
             "partition": rec.partition,
             "offset": rec.offset,
         },
@@ -58,12 +54,10 @@ def decode_binary(rec: ConsumerRecord) -> tuple[dict[str, Any], int]:
 
 
 def _json(data: bytes | None, what: str) -> Any:
-    if data is None:
-        return None
     try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise DecodeError(f"{what} is not valid JSON ({exc})") from None
+        return json.deserialize(data)
+    except GatewayError as exc:  # 408 / 40801: here, a record the instance reports and skips
+        raise DecodeError(f"{what}: {exc.message}") from None
 
 
 def decode_json(rec: ConsumerRecord) -> tuple[dict[str, Any], int]:

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient
 
 from tests.harness import topics
@@ -137,6 +137,15 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+async def producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
+    """An independent producer: tests write their input with it, not through the gateway."""
+    p = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=0)
+    await p.start()
+    yield p
+    await p.stop()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from .avro_schema import INT_MAX, INT_MIN, Types
+from .avro_schema import INT_MAX, INT_MIN, NamedTypeBuilder
 from .framing import PayloadError
 
 _MAX_EMPTY_ITEMS = 1_000_000
@@ -133,12 +133,8 @@ def _read_blocks(b: Buf, read_item: Callable[[], None]) -> None:
             read_item()
 
 
-class ReaderBuilder:
+class ReaderBuilder(NamedTypeBuilder[Reader]):
     """Compiles a schema into one function Avro binary -> Avro JSON encoding."""
-
-    def __init__(self, types: Types) -> None:
-        self.types = types
-        self.memo: dict[str, Reader] = {}
 
     def top(self, schema: Any) -> Reader:
         """The top-level reader, with Confluent's quirk: no wrapper around a top-level union
@@ -164,23 +160,6 @@ class ReaderBuilder:
         if t["type"] == "array":
             return self._array(t)
         return self._map_of(self.build(t["values"]))
-
-    def _named(self, t: dict) -> Reader:
-        name = t["name"]
-        if name in self.memo:
-            return self.memo[name]
-        cell: list[Reader] = []
-        self.memo[name] = lambda b: cell[0](b)
-        kind = t["type"]
-        if kind == "enum":
-            real = self._enum(t)
-        elif kind == "fixed":
-            real = self._fixed(t)
-        else:
-            real = self._record(t)
-        cell.append(real)
-        self.memo[name] = real
-        return real
 
     def _enum(self, t: dict) -> Reader:
         symbols = list(t["symbols"])

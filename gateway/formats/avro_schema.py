@@ -8,8 +8,8 @@ leaves as names after their first definition.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar
 
 import orjson
 
@@ -98,3 +98,42 @@ class Types:
         if isinstance(resolved, list):
             raise SchemaError("Unions may not immediately contain other unions")
         return resolved.get("name") or resolved["type"]
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class NamedTypeBuilder(Generic[F]):
+    """Shared by the Avro reader and writer builders: each named type (record, enum, fixed) is
+    compiled once, and a recursive type refers to itself through a forwarding cell filled in
+    when its own compilation finishes."""
+
+    def __init__(self, types: Types) -> None:
+        self.types = types
+        self.memo: dict[str, F] = {}
+
+    def _named(self, t: dict) -> F:
+        name = t["name"]
+        if name in self.memo:
+            return self.memo[name]
+        cell: list[F] = []
+        self.memo[name] = lambda *args: cell[0](*args)  # type: ignore[assignment]
+        kind = t["type"]
+        if kind == "enum":
+            real = self._enum(t)
+        elif kind == "fixed":
+            real = self._fixed(t)
+        else:
+            real = self._record(t)
+        cell.append(real)
+        self.memo[name] = real
+        return real
+
+    def _enum(self, t: dict) -> F:
+        raise NotImplementedError
+
+    def _fixed(self, t: dict) -> F:
+        raise NotImplementedError
+
+    def _record(self, t: dict) -> F:
+        raise NotImplementedError

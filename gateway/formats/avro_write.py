@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from .avro_schema import INT_MAX, INT_MIN, LONG_MAX, LONG_MIN, Types
+from .avro_schema import INT_MAX, INT_MIN, LONG_MAX, LONG_MIN, NamedTypeBuilder
 
 _FLOAT_MAX = 3.4028234663852886e38
 # Jackson writes non-finite numbers as these strings; Avro's JsonDecoder reads them back.
@@ -131,12 +131,8 @@ _PRIMITIVE_DATUM: dict[str, ToDatum] = {
 }
 
 
-class DatumBuilder:
+class DatumBuilder(NamedTypeBuilder[ToDatum]):
     """Compiles a schema into one function JSON -> datum (closures, built once per schema)."""
-
-    def __init__(self, types: Types) -> None:
-        self.types = types
-        self.memo: dict[str, ToDatum] = {}
 
     def build(self, schema: Any) -> ToDatum:
         t = self.types.resolve(schema)
@@ -149,23 +145,6 @@ class DatumBuilder:
         if t["type"] == "array":
             return self._array(t)
         return self._map(t)
-
-    def _named(self, t: dict) -> ToDatum:
-        name = t["name"]
-        if name in self.memo:
-            return self.memo[name]
-        cell: list[ToDatum] = []
-        self.memo[name] = lambda v: cell[0](v)  # a recursive type refers to itself
-        kind = t["type"]
-        if kind == "enum":
-            real = self._enum(t)
-        elif kind == "fixed":
-            real = self._fixed(t)
-        else:
-            real = self._record(t)
-        cell.append(real)
-        self.memo[name] = real
-        return real
 
     def _enum(self, t: dict) -> ToDatum:
         symbols = frozenset(t["symbols"])

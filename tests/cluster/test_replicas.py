@@ -20,11 +20,11 @@ from typing import Any
 import aiohttp
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 
 from gateway.forwarding import HEADER, signature
 from tests.harness.api import MakeClusterFn, NewTopicFn
 from tests.support.bridge import produce_ten, run_bridge_flow
+from tests.support.kafka import committed_offsets
 from tests.support.v2 import V2, V2_JSON
 
 pytestmark = pytest.mark.asyncio
@@ -52,27 +52,9 @@ class RoundRobin:
 
 
 @pytest.fixture
-async def producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
-    p = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=0)
-    await p.start()
-    yield p
-    await p.stop()
-
-
-@pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
         yield session
-
-
-async def committed_offsets(bootstrap: str, group: str) -> dict[tuple[str, int], int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        found = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    return {(tp.topic, tp.partition): om.offset for tp, om in found.items() if om.offset >= 0}
 
 
 def group_name() -> str:

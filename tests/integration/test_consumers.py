@@ -12,31 +12,12 @@ import time
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 
 from tests.support.bridge import produce_ten, run_bridge_flow
+from tests.support.kafka import committed_offsets
 from tests.support.v2 import BINARY, JSON, V2, V2_JSON
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture
-async def producer(kafka_bootstrap: str):
-    p = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=0)
-    await p.start()
-    yield p
-    await p.stop()
-
-
-async def committed_offsets(bootstrap: str, group: str) -> dict[tuple[str, int], int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        found = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    return {(tp.topic, tp.partition): om.offset for tp, om in found.items() if om.offset >= 0}
 
 
 def group_name() -> str:

@@ -148,14 +148,6 @@ async def gateway(make_gateway: MakeGatewayFn, registry_topic: str) -> Client:
     )
 
 
-@pytest.fixture
-async def producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
-    p = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=0)
-    await p.start()
-    yield p
-    await p.stop()
-
-
 async def produce(client: Client, topic: str, fmt: str, body: Any) -> tuple[int, Any]:
     async with client.post(
         f"/topics/{topic}", data=orjson.dumps(body), headers={"Content-Type": CTYPES[fmt]}
