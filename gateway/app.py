@@ -1,24 +1,38 @@
-"""Build the aiohttp Application from a Config and own the lifecycle of shared clients."""
+"""Build the aiohttp Application from a Config: middlewares, routes, and the lifecycle.
+
+:func:`build_app` lists every long-lived component in the order it starts; each is started
+through aiohttp's ``cleanup_ctx``, so they stop in reverse order, after in-flight handlers
+have finished: consumer instances drain while the Kafka clients, the forwarder and the schema
+registry they may need are still up.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol
 
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer
 
 from sessions.directory import open_directory
+from sessions.errors import SessionError
 from sessions.instance import ConsumerInstance, InstanceSpec
 from sessions.local import InstanceFactory
-from sessions.routing import Sessions
+from sessions.router import InstanceRouter
 
-from . import consumers, metadata, produce
+from . import metadata
 from .config import Config
-from .context import CONFIG, FORWARDER, KAFKA, RESPONSE_TYPE, SCHEMAS, SESSIONS
-from .errors import GatewayError, error_body, error_response
-from .forwarding import FORWARDED, HEADER, Forwarder, verify
+from .consume import routes as consume_routes
+from .context import CONFIG, KAFKA, PRODUCER, RESPONSE_TYPE, SCHEMAS, SESSIONS
+from .errors import GatewayError, error_body, error_response, to_gateway_error
+from .formats.codec import DataError, PayloadError
+from .forwarding import FORWARDED, FORWARDER, HEADER, Forwarder, verify
 from .kafka import KafkaClients, kafka_kwargs
 from .media import NotAcceptable
+from .produce import routes as produce_routes
+from .produce.sender import ProducerGate
+from .registry import builtin
 from .registry.schemas import Schemas
 
 log = logging.getLogger(__name__)
@@ -31,6 +45,9 @@ async def error_middleware(request: web.Request, handler: web.Handler) -> web.St
         return await handler(request)
     except GatewayError as exc:
         return error_response(exc, request.get(RESPONSE_TYPE, "application/json"))
+    except (SessionError, DataError, PayloadError) as exc:
+        mapped = to_gateway_error(exc)
+        return error_response(mapped, request.get(RESPONSE_TYPE, "application/json"))
     except NotAcceptable:
         return web.Response(status=406)
     except web.HTTPException as exc:
@@ -68,32 +85,72 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready"})
 
 
+class Component(Protocol):
+    """A long-lived part of the application: started once, stopped once."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
 def build_app(config: Config) -> web.Application:
     app = web.Application(
         middlewares=[error_middleware, forwarded_middleware], client_max_size=64 * 1024 * 1024
     )
     app[CONFIG] = config
-    app[KAFKA] = KafkaClients(config)
-    app[SESSIONS] = Sessions(
+
+    # Every long-lived component, in start order (stopped in reverse: sessions drain first).
+    kafka = KafkaClients(config)
+    forwarder = Forwarder(
+        config.cluster_secret,
+        default_wait_ms=config.consumer_request_timeout_ms,
+        kafka_timeout_ms=config.kafka_timeout_ms,
+    )
+    registry = builtin.RegistryService(config) if config.schema_registry_builtin else None
+    schemas = Schemas(
+        config, transport=builtin.InProcessTransport(registry) if registry is not None else None
+    )
+    sessions = InstanceRouter(
         directory=open_directory(config.session_store_url),
         factory=instance_factory(config),
         node_url=config.self_url,
         instance_timeout_ms=config.consumer_instance_timeout_ms,
         lease_ms=config.node_lease_ms,
+        drain_timeout_ms=config.shutdown_timeout_ms,
     )
-    app[FORWARDER] = Forwarder(config.cluster_secret)
-    app[SCHEMAS] = Schemas(config)
+    lifecycle: list[Component] = [kafka, forwarder]
+    if registry is not None:
+        lifecycle.append(registry)
+    lifecycle += [schemas, sessions]
+    for component in lifecycle:
+        app.cleanup_ctx.append(_started(component))
+
+    app[KAFKA] = kafka
+    app[PRODUCER] = ProducerGate(kafka)
+    app[FORWARDER] = forwarder
+    app[SCHEMAS] = schemas
+    app[SESSIONS] = sessions
+    if registry is not None:
+        app[builtin.REGISTRY] = registry
+
     app.router.add_get("/readyz", readyz)
     metadata.add_routes(app)
-    produce.add_routes(app)
-    consumers.add_routes(app)
-    if config.schema_registry_builtin:
-        from .registry import builtin
-
-        builtin.install(app, config)  # routes + its own start/stop hooks
-    app.on_startup.append(_start)
-    app.on_shutdown.append(_stop)
+    produce_routes.add_routes(app)
+    consume_routes.add_routes(app)
+    if registry is not None:
+        builtin.add_routes(app)
     return app
+
+
+def _started(component: Component) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def lifecycle(_: web.Application) -> AsyncIterator[None]:
+        await component.start()
+        try:
+            yield
+        finally:
+            await component.stop()
+
+    lifecycle.__qualname__ = f"lifecycle of {type(component).__name__}"
+    return lifecycle
 
 
 def instance_factory(config: Config) -> InstanceFactory:
@@ -113,17 +170,3 @@ def instance_factory(config: Config) -> InstanceFactory:
         )
 
     return build
-
-
-async def _start(app: web.Application) -> None:
-    await app[KAFKA].start()
-    await app[FORWARDER].start()
-    await app[SCHEMAS].start(app)
-    await app[SESSIONS].start()
-
-
-async def _stop(app: web.Application) -> None:
-    await app[SESSIONS].stop(app[CONFIG].shutdown_timeout_ms / 1000)
-    await app[FORWARDER].stop()
-    await app[SCHEMAS].stop()
-    await app[KAFKA].stop()

@@ -4,6 +4,10 @@ Key names follow Confluent REST Proxy wherever one exists, so a user migrating f
 can reuse their file. Precedence, lowest first: defaults, file, ``EVENT_GATEWAY_*`` environment,
 ``--set key=value``. An invalid value stops start-up naming the key; a key we do not know is
 reported (it is probably a Confluent key we do not implement) but does not stop start-up.
+
+Adding a key is one edit: a ``_setting(...)`` field on :class:`Config` declares its property
+name, default, parser and README text; :data:`KEYS`, loading and :func:`markdown_table` (the
+README table, checked by ``tests/unit/test_readme_config.py``) are derived from it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from urllib.parse import urlsplit
 
 ENV_PREFIX = "EVENT_GATEWAY_"
 PASS_THROUGH_PREFIXES = ("producer.", "consumer.", "admin.", "client.")
+PASS_THROUGH_DOC = "passed to the Kafka clients (Java names, e.g. `producer.linger.ms`)"
 
 
 class ConfigError(ValueError):
@@ -39,29 +44,197 @@ class Listener:
         return f"{self.scheme}://{self.authority}"
 
 
+_DEFAULT_LISTENER = Listener("http", "0.0.0.0", 8082)
+
+
+# --- value parsers: text -> typed value; ValueError(reason), the caller prefixes the key ------
+
+
+def _text(value: str) -> str:
+    return value.strip()
+
+
+def _int(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            n = int(value.strip())
+        except ValueError:
+            raise ValueError(f"{value!r} is not an integer") from None
+        if (lo is not None and n < lo) or (hi is not None and n > hi):
+            raise ValueError(f"{n} is outside [{lo}, {hi}]")
+        return n
+
+    return parse
+
+
+def _bool(value: str) -> bool:
+    v = value.strip().lower()
+    if v not in ("true", "false"):
+        raise ValueError(f"{value!r} must be true or false")
+    return v == "true"
+
+
+def _listeners(value: str) -> tuple[Listener, ...]:
+    out = []
+    for item in (v.strip() for v in value.split(",")):
+        if not item:
+            continue
+        parts = urlsplit(item)
+        if parts.scheme not in ("http", "https") or (not parts.hostname and parts.hostname != ""):
+            raise ValueError(f"{item!r} is not a listener URL such as http://0.0.0.0:8082")
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise ValueError(f"{item!r} has an invalid port") from None
+        out.append(Listener(parts.scheme, parts.hostname or "0.0.0.0", port))
+    return tuple(out)
+
+
+def _session_store(value: str) -> str:
+    v = value.strip()
+    if not (v.startswith(("redis://", "rediss://", "unix://")) or v == "memory://"):
+        raise ValueError(f"{value!r} must be memory:// or a redis:// / rediss:// URL")
+    return v
+
+
+def _url_or_empty(value: str) -> str:
+    v = value.strip()
+    if v and urlsplit(v).scheme not in ("http", "https"):
+        raise ValueError(f"{value!r} is not an http(s) URL")
+    return v
+
+
+# --- the declarations -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Key:
+    """One accepted property key, as declared once below."""
+
+    name: str  # the property key, Confluent's name where one exists
+    default: Any  # typed, as the Config attribute holds it
+    parse: Callable[[str], Any]  # text -> typed value; ValueError(reason) if invalid
+    doc: str  # one line: the README table's "meaning"
+    attr: str | None = None  # the Config attribute; None: accepted but not stored
+
+
+_KEY = "gateway.config.key"
+
+
+def _setting(name: str, default: Any, parse: Callable[[str], Any], doc: str) -> Any:
+    """A Config field read from property ``name``."""
+    return field(default=default, metadata={_KEY: Key(name, default, parse, doc)})
+
+
 @dataclass(frozen=True)
 class Config:
-    bootstrap_servers: str = "localhost:9092"
-    listeners: tuple[Listener, ...] = (Listener("http", "0.0.0.0", 8082),)
-    advertised_listeners: tuple[Listener, ...] = ()
-    id: str = ""
-    consumer_instance_timeout_ms: int = 300_000
-    consumer_request_timeout_ms: int = 1_000
-    consumer_request_max_bytes: int = 67_108_864
-    fetch_min_bytes: int = -1
-    consumer_iterator_backoff_ms: int = 50
-    schema_registry_url: str = "http://localhost:8081"
-    schema_registry_builtin: bool = False
-    schema_registry_user_info: str = ""  # "user:password" for basic auth
-    schema_registry_topic: str = "_schemas"
-    session_store_url: str = "memory://"
-    node_url: str = ""
-    cluster_secret: str = ""
-    producer_max_block_ms: int = 10_000
-    kafka_timeout_ms: int = 10_000
-    shutdown_timeout_ms: int = 15_000
-    shutdown_readiness_delay_ms: int = 2_000
-    node_lease_ms: int = 10_000
+    bootstrap_servers: str = _setting(
+        "bootstrap.servers", "localhost:9092", _text, "Kafka brokers to bootstrap from"
+    )
+    listeners: tuple[Listener, ...] = _setting(
+        "listeners",
+        (_DEFAULT_LISTENER,),
+        _listeners,
+        "where this replica listens (the first one is bound)",
+    )
+    advertised_listeners: tuple[Listener, ...] = _setting(
+        "advertised.listeners",
+        (),
+        _listeners,
+        "public address used in `base_uri` (set it to the load balancer)",
+    )
+    id: str = _setting("id", "", _text, "inserted in generated instance names")
+    consumer_instance_timeout_ms: int = _setting(
+        "consumer.instance.timeout.ms",
+        300_000,
+        _int(1),
+        "idle time before an instance is removed (cluster-wide)",
+    )
+    consumer_request_timeout_ms: int = _setting(
+        "consumer.request.timeout.ms", 1_000, _int(0), "longest wait of a records read"
+    )
+    consumer_request_max_bytes: int = _setting(
+        "consumer.request.max.bytes", 67_108_864, _int(1), "cap on `max_bytes` of a records read"
+    )
+    fetch_min_bytes: int = _setting(
+        "fetch.min.bytes",
+        -1,
+        _int(-1, 10_000_000),
+        "default for instances: return a read once this many bytes arrived (-1: wait the full timeout)",
+    )
+    consumer_iterator_backoff_ms: int = _setting(
+        "consumer.iterator.backoff.ms",
+        50,
+        _int(0),
+        "accepted for Confluent files, unused: a read waits on Kafka's fetch, not a poll loop",
+    )
+    session_store_url: str = _setting(
+        "session.store.url",
+        "memory://",
+        _session_store,
+        "where instance ownership lives: `memory://` (one process) or `redis://host:6379/0`",
+    )
+    cluster_secret: str = _setting(
+        "cluster.secret",
+        "",
+        _text,
+        "HMAC key replicas sign forwarded requests with (required with Redis)",
+    )
+    node_url: str = _setting(
+        "node.url",
+        "",
+        _url_or_empty,
+        "how other replicas reach this one directly (unset: the listener)",
+    )
+    node_lease_ms: int = _setting(
+        "node.lease.ms",
+        10_000,
+        _int(1000),
+        "a crashed replica's instances are taken over after this",
+    )
+    producer_max_block_ms: int = _setting(
+        "producer.max.block.ms",
+        10_000,
+        _int(0),
+        "bound on waiting for a topic's metadata when producing",
+    )
+    kafka_timeout_ms: int = _setting(
+        "kafka.timeout.ms", 10_000, _int(1), "bound on any other Kafka call"
+    )
+    shutdown_readiness_delay_ms: int = _setting(
+        "shutdown.readiness.delay.ms",
+        2_000,
+        _int(0),
+        "on SIGTERM, time between readiness going false and draining",
+    )
+    shutdown_timeout_ms: int = _setting(
+        "shutdown.timeout.ms", 15_000, _int(0), "bound on the drain"
+    )
+    schema_registry_url: str = _setting(
+        "schema.registry.url",
+        "http://localhost:8081",
+        _url_or_empty,
+        "Confluent-compatible registry for avro/jsonschema/protobuf"
+        " (with the built-in one, unset: this replica's listener)",
+    )
+    schema_registry_user_info: str = _setting(
+        "schema.registry.basic.auth.user.info",
+        "",
+        _text,
+        "`user:password` for HTTP basic auth to the registry",
+    )
+    schema_registry_builtin: bool = _setting(
+        "schema.registry.builtin",
+        False,
+        _bool,
+        "serve a registry from the gateway itself (stored in `schema.registry.topic`)",
+    )
+    schema_registry_topic: str = _setting(
+        "schema.registry.topic",
+        "_schemas",
+        _text,
+        "compacted topic the built-in registry keeps its schemas in (Confluent's format)",
+    )
     producer: Mapping[str, str] = field(default_factory=dict)
     consumer: Mapping[str, str] = field(default_factory=dict)
     admin: Mapping[str, str] = field(default_factory=dict)
@@ -95,6 +268,81 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
+# Accepted, but not Config attributes. Confluent's deprecated `port` and `host.name` are
+# honoured when `listeners` is not given (their defaults are the default listener's).
+_PORT = Key(
+    "port",
+    _DEFAULT_LISTENER.port,
+    _int(1, 65535),
+    "legacy Confluent key, read only without `listeners`: listen on `http://host.name:port`",
+)
+_HOST_NAME = Key(
+    "host.name",
+    _DEFAULT_LISTENER.host,
+    _text,
+    "legacy Confluent key, read only without `listeners` (see `port`)",
+)
+_NOT_STORED = (
+    _PORT,
+    _HOST_NAME,
+    Key(
+        "schema.registry.basic.auth.credentials.source",
+        "",
+        _text,
+        "accepted for Confluent files and ignored: credentials come from"
+        " `schema.registry.basic.auth.user.info`",
+    ),
+)
+
+KEYS: dict[str, Key] = {
+    k.name: k
+    for k in (
+        *(
+            dataclasses.replace(f.metadata[_KEY], attr=f.name)
+            for f in dataclasses.fields(Config)
+            if _KEY in f.metadata
+        ),
+        *_NOT_STORED,
+    )
+}
+"""Every property key the gateway accepts (pass-through prefixes aside), in README order."""
+
+
+# --- rendering (the README table) -------------------------------------------------------------
+
+
+def render_value(value: Any) -> str:
+    """A typed value as it is written in a ``.properties`` file (``""`` for none)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(lst.url for lst in value)
+    return "" if value is None else str(value)
+
+
+NO_DEFAULT = "\u2013"  # an en dash: the README's default cell of a key with no/empty default
+
+
+def default_cell(value: Any) -> str:
+    """A default as the README table shows it: `` `300000` ``, or an en dash for none."""
+    text = render_value(value)
+    return f"`{text}`" if text else NO_DEFAULT
+
+
+def markdown_rows() -> list[str]:
+    """The README configuration table's rows (without its header)."""
+    rows = [f"| `{k.name}` | {default_cell(k.default)} | {k.doc} |" for k in KEYS.values()]
+    prefixes = ", ".join(f"`{p}*`" for p in PASS_THROUGH_PREFIXES)
+    rows.append(f"| {prefixes} | {NO_DEFAULT} | {PASS_THROUGH_DOC} |")
+    return rows
+
+
+def markdown_table() -> str:
+    """The README configuration table: ``python3 -c 'import gateway.config as c;
+    print(c.markdown_table())'``."""
+    return "\n".join(["| key | default | meaning |", "|---|---|---|", *markdown_rows()])
+
+
 # --- parsing ---------------------------------------------------------------------------------
 
 
@@ -126,109 +374,18 @@ def _unescape(s: str) -> str:
     )
 
 
-def parse_listeners(value: str, key: str) -> tuple[Listener, ...]:
-    items = [v.strip() for v in value.split(",") if v.strip()]
-    out = []
-    for item in items:
-        parts = urlsplit(item)
-        if parts.scheme not in ("http", "https") or (not parts.hostname and parts.hostname != ""):
-            raise ConfigError(f"{key}: {item!r} is not a listener URL such as http://0.0.0.0:8082")
-        try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError as exc:
-            raise ConfigError(f"{key}: {item!r} has an invalid port") from exc
-        out.append(Listener(parts.scheme, parts.hostname or "0.0.0.0", port))
-    return tuple(out)
+def _parse(key: Key, raw: str) -> Any:
+    try:
+        return key.parse(str(raw))
+    except ValueError as exc:
+        raise ConfigError(f"{key.name}: {exc}") from None
 
 
-def _int(key: str, lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
-    def conv(value: str) -> int:
-        try:
-            n = int(value.strip())
-        except ValueError:
-            raise ConfigError(f"{key}: {value!r} is not an integer") from None
-        if (lo is not None and n < lo) or (hi is not None and n > hi):
-            raise ConfigError(f"{key}: {n} is outside [{lo}, {hi}]")
-        return n
-
-    return conv
-
-
-def _bool(key: str) -> Callable[[str], bool]:
-    def conv(value: str) -> bool:
-        v = value.strip().lower()
-        if v not in ("true", "false"):
-            raise ConfigError(f"{key}: {value!r} must be true or false")
-        return v == "true"
-
-    return conv
-
-
-def _session_store(value: str) -> str:
-    v = value.strip()
-    if not (v.startswith(("redis://", "rediss://", "unix://")) or v == "memory://"):
-        raise ConfigError(
-            f"session.store.url: {value!r} must be memory:// or a redis:// / rediss:// URL"
-        )
-    return v
-
-
-def _url_or_empty(key: str) -> Callable[[str], str]:
-    def conv(value: str) -> str:
-        v = value.strip()
-        if v and urlsplit(v).scheme not in ("http", "https"):
-            raise ConfigError(f"{key}: {value!r} is not an http(s) URL")
-        return v
-
-    return conv
-
-
-# property key -> (Config field, converter)
-_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "bootstrap.servers": ("bootstrap_servers", lambda v: v.strip()),
-    "listeners": ("listeners", lambda v: parse_listeners(v, "listeners")),
-    "advertised.listeners": (
-        "advertised_listeners",
-        lambda v: parse_listeners(v, "advertised.listeners"),
-    ),
-    "id": ("id", str.strip),
-    "consumer.instance.timeout.ms": (
-        "consumer_instance_timeout_ms",
-        _int("consumer.instance.timeout.ms", 1),
-    ),
-    "consumer.request.timeout.ms": (
-        "consumer_request_timeout_ms",
-        _int("consumer.request.timeout.ms", 0),
-    ),
-    "consumer.request.max.bytes": (
-        "consumer_request_max_bytes",
-        _int("consumer.request.max.bytes", 1),
-    ),
-    "fetch.min.bytes": ("fetch_min_bytes", _int("fetch.min.bytes", -1, 10_000_000)),
-    "consumer.iterator.backoff.ms": (
-        "consumer_iterator_backoff_ms",
-        _int("consumer.iterator.backoff.ms", 0),
-    ),
-    "schema.registry.url": ("schema_registry_url", _url_or_empty("schema.registry.url")),
-    "schema.registry.builtin": ("schema_registry_builtin", _bool("schema.registry.builtin")),
-    "schema.registry.basic.auth.user.info": ("schema_registry_user_info", str.strip),
-    "schema.registry.basic.auth.credentials.source": ("_ignored", str.strip),
-    "schema.registry.topic": ("schema_registry_topic", str.strip),
-    "session.store.url": ("session_store_url", _session_store),
-    "node.url": ("node_url", _url_or_empty("node.url")),
-    "cluster.secret": ("cluster_secret", str.strip),
-    "producer.max.block.ms": ("producer_max_block_ms", _int("producer.max.block.ms", 0)),
-    "kafka.timeout.ms": ("kafka_timeout_ms", _int("kafka.timeout.ms", 1)),
-    "shutdown.timeout.ms": ("shutdown_timeout_ms", _int("shutdown.timeout.ms", 0)),
-    "shutdown.readiness.delay.ms": (
-        "shutdown_readiness_delay_ms",
-        _int("shutdown.readiness.delay.ms", 0),
-    ),
-    "node.lease.ms": ("node_lease_ms", _int("node.lease.ms", 1000)),
-}
-
-# Confluent's deprecated `port` is honoured when `listeners` is not given.
-_LEGACY = {"port", "host.name"}
+def parse_listeners(value: str, key: str = "listeners") -> tuple[Listener, ...]:
+    try:
+        return _listeners(value)
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
 
 
 def env_key(name: str) -> str:
@@ -269,29 +426,26 @@ def from_properties(props: Mapping[str, str]) -> Config:
     values: dict[str, Any] = {}
     passthrough: dict[str, dict[str, str]] = {p[:-1]: {} for p in PASS_THROUGH_PREFIXES}
     unknown: list[str] = []
-    for key, raw in props.items():
-        if key in _KEYS:
-            fld, conv = _KEYS[key]
-            value = conv(str(raw))
-            if not fld.startswith("_"):
-                values[fld] = value
-        elif key in _LEGACY:
-            continue
-        elif key.startswith(PASS_THROUGH_PREFIXES):
-            prefix, _, rest = key.partition(".")
+    for name, raw in props.items():
+        key = KEYS.get(name)
+        if key is not None:
+            if key.attr is not None:
+                values[key.attr] = _parse(key, raw)
+        elif name.startswith(PASS_THROUGH_PREFIXES):
+            prefix, _, rest = name.partition(".")
             passthrough[prefix][rest] = str(raw)
         else:
-            unknown.append(key)
-    if "listeners" not in values or not values["listeners"]:
-        port = _int("port", 1, 65535)(props["port"]) if "port" in props else 8082
-        host = props.get("host.name", "").strip() or "0.0.0.0"
+            unknown.append(name)
+    if not values.get("listeners"):
+        port = _parse(_PORT, props["port"]) if "port" in props else _PORT.default
+        host = _parse(_HOST_NAME, props.get("host.name", "")) or _HOST_NAME.default
         values["listeners"] = (Listener("http", host, port),)
     if values.get("schema_registry_builtin") and "schema_registry_url" not in values:
         # The built-in registry answers on this process's own listener.
         lst = values["listeners"][0]
         host = "127.0.0.1" if lst.host in ("0.0.0.0", "", "::") else lst.host
         values["schema_registry_url"] = f"{lst.scheme}://{host}:{lst.port}"
-    store = values.get("session_store_url", "memory://")
+    store = values.get("session_store_url", KEYS["session.store.url"].default)
     if store != "memory://" and not values.get("cluster_secret"):
         raise ConfigError(
             "cluster.secret: required when session.store.url is a Redis URL "

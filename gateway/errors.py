@@ -1,23 +1,24 @@
-"""Confluent error codes and the one exception type every layer raises.
+"""Confluent error codes, the HTTP layer's exception, and the one map from domain errors.
 
 Clients of a v2 proxy branch on ``error_code`` (not only on the HTTP status), so every failure
-leaves the process as ``{"error_code": int, "message": str}``; handlers and sessions raise
-:class:`GatewayError` and the middleware in :mod:`gateway.app` renders it.
+leaves the process as ``{"error_code": int, "message": str}``. Handlers raise
+:class:`GatewayError`; the layers below speak their own language (``sessions.errors``, the
+formats' ``DataError`` / ``PayloadError``) and :func:`to_gateway_error` is the only place that
+turns those into a status and a Confluent code. The middleware in :mod:`gateway.app` renders
+both.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import orjson
 from aiohttp import web
 from aiokafka import errors as kafka_errors
 
+from sessions import errors as session_errors
+
+from .formats.codec import DataError, PayloadError, json_text
+
 # Canonical messages that v2 clients and Confluent's own tests match on.
-CONSUMER_INSTANCE_NOT_FOUND = "Consumer instance not found."
-CONSUMER_ALREADY_EXISTS = (
-    "Consumer with specified consumer ID already exists in the specified consumer group."
-)
 FORMAT_MISMATCH = (
     "The requested embedded data format does not match the deserializer for this consumer instance"
 )
@@ -86,14 +87,6 @@ def unrecognized_field(name: str) -> GatewayError:
     return GatewayError(422, 422, f"Unrecognized field: {name}")
 
 
-def instance_not_found() -> GatewayError:
-    return GatewayError(404, 40403, CONSUMER_INSTANCE_NOT_FOUND)
-
-
-def instance_exists() -> GatewayError:
-    return GatewayError(409, 40902, CONSUMER_ALREADY_EXISTS)
-
-
 def illegal_state(detail: str) -> GatewayError:
     return GatewayError(409, 40903, f"Illegal state: {detail}")
 
@@ -113,24 +106,46 @@ def kafka_unavailable(detail: str) -> GatewayError:
     return GatewayError(503, 50003, f"Kafka is unavailable: {detail}", retry_after=1)
 
 
-def session_store_unavailable(detail: str) -> GatewayError:
-    return GatewayError(
-        503, 50301, f"Consumer session store is unavailable: {detail}", retry_after=1
-    )
+DomainError = session_errors.SessionError | DataError | PayloadError
+
+
+def to_gateway_error(exc: DomainError) -> GatewayError:
+    """The status and Confluent code a domain failure is answered with (the one map)."""
+    if isinstance(exc, DataError):  # the request's data does not fit its format
+        return GatewayError(400, 400, f"Bad Request: {exc}")
+    if isinstance(exc, PayloadError):  # stored bytes the requested format cannot read
+        return serialization_error(str(exc))
+    message = exc.message
+    match exc:
+        case session_errors.InstanceNotFound():
+            return GatewayError(404, 40403, message)
+        case session_errors.InstanceExists():
+            return GatewayError(409, 40902, message)
+        case session_errors.IllegalState():
+            return illegal_state(message)
+        case session_errors.PoisonRecord():
+            return serialization_error(message)
+        case session_errors.StoreUnavailable():
+            return GatewayError(
+                503, 50301, f"Consumer session store is unavailable: {message}", retry_after=1
+            )
+        case session_errors.Moving():
+            return GatewayError(503, 50301, message, retry_after=1)
+        case session_errors.KafkaUnavailable():
+            return GatewayError(503, 50003, message, retry_after=1)
+        case session_errors.KafkaFailure():
+            return GatewayError(500, 50002, message)
+    return GatewayError(500, 500, message)
+
+
+# The value as JSON text, as Confluent quotes offending data in its messages.
+json_detail = json_text
 
 
 def describe(exc: BaseException) -> str:
     """A one-line message for an exception from a client library (never a stack trace)."""
     text = str(exc).strip()
     return text or type(exc).__name__
-
-
-def json_detail(value: Any) -> str:
-    """The value as JSON text, as Confluent quotes offending data in its messages."""
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:
-        return repr(value)
 
 
 def serialization_error(message: str) -> GatewayError:

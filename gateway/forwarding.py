@@ -1,10 +1,16 @@
 """One hop to the replica that owns a consumer instance, signed with the cluster secret.
 
+Everything about the hop is here: the :func:`forwarding` wrapper every consumer-instance route
+is registered with, the time budget of a hop, signing, and the verification the owner does.
+
 Only the owner of an instance can serve it (it holds the live Kafka consumer), so a replica
 that receives a request for someone else's instance forwards it verbatim over a pooled
-keep-alive client and streams the answer back byte for byte. The owner accepts a forwarded
-request only with a valid HMAC over method, path, timestamp and body, so replicas are not an
-open proxy into each other, and a forwarded request is never forwarded again.
+keep-alive client and streams the answer back byte for byte. The handler validates the
+request first (client mistakes never cost a hop), asks the router, and raises
+:class:`ForwardTo` when the answer is :class:`~sessions.router.Forward`; the wrapper catches
+it and forwards. The owner accepts a forwarded request only with a valid HMAC over method,
+path, timestamp and body, so replicas are not an open proxy into each other, and a forwarded
+request is never forwarded again.
 """
 
 from __future__ import annotations
@@ -14,9 +20,13 @@ import hmac
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable
+from functools import wraps
 
 import aiohttp
 from aiohttp import web
+
+from sessions.router import Forward
 
 from .errors import GatewayError
 
@@ -29,6 +39,29 @@ _KEEP_RESPONSE = ("Content-Type", "Retry-After")
 _KEEP_REQUEST = ("Content-Type", "Accept", "Host", "X-Forwarded-Proto")
 
 FORWARDED: web.RequestKey[bool] = web.RequestKey("forwarded", bool)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ForwardTo(Exception):
+    """Raised by a consumer handler whose instance lives on another replica."""
+
+    def __init__(self, route: Forward) -> None:
+        super().__init__(route.url)
+        self.route = route
+
+
+def forwarding(handler: Handler) -> Handler:
+    """``handler``, except that a :class:`ForwardTo` it raises becomes the hop to the owner."""
+
+    @wraps(handler)
+    async def routed(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ForwardTo as fwd:
+            return await request.app[FORWARDER].forward(request, fwd.route)
+
+    return routed
 
 
 def signature(secret: str, ts: str, method: str, path_qs: str, body: bytes) -> str:
@@ -64,10 +97,23 @@ async def verify(request: web.Request, secret: str) -> bool:
 
 
 class Forwarder:
-    """The pooled inter-replica client. Explicit ``start()`` / ``stop()``."""
+    """The pooled inter-replica client. Explicit ``start()`` / ``stop()``.
 
-    def __init__(self, secret: str, *, connect_timeout_s: float = 2.0) -> None:
+    ``default_wait_ms`` is ``consumer.request.timeout.ms`` and ``kafka_timeout_ms`` the bound
+    on one Kafka call: together they bound how long the owner may take (see :meth:`budget_s`).
+    """
+
+    def __init__(
+        self,
+        secret: str,
+        *,
+        default_wait_ms: int,
+        kafka_timeout_ms: int,
+        connect_timeout_s: float = 2.0,
+    ) -> None:
         self._secret = secret
+        self._default_wait_ms = default_wait_ms
+        self._kafka_timeout_ms = kafka_timeout_ms
         self._connect_timeout = connect_timeout_s
         self._session: aiohttp.ClientSession | None = None
 
@@ -82,11 +128,20 @@ class Forwarder:
             await self._session.close()
             self._session = None
 
-    async def forward(
-        self, request: web.Request, owner_url: str, *, wait_s: float
-    ) -> web.StreamResponse:
+    def budget_s(self, route: Forward) -> float:
+        """How long the owner may take: the instance's longest read wait, one Kafka call,
+        and a margin, so the hop never gives up before the owner would."""
+        spec_wait = route.record.spec.get("request_timeout_ms") or 0
+        wait_ms = max(spec_wait, self._default_wait_ms)
+        return (wait_ms + self._kafka_timeout_ms) / 1000 + 5
+
+    async def forward(self, request: web.Request, route: Forward) -> web.StreamResponse:
         """Replay ``request`` on the owner and stream its answer back unchanged."""
-        assert self._session is not None, "Forwarder.start() was not awaited"
+        if self._session is None:
+            raise GatewayError(
+                503, 50302, "This replica is shutting down; retry the request", retry_after=1
+            )
+        owner_url, wait_s = route.url, self.budget_s(route)
         body = await request.read()
         ts = f"{time.time():.3f}"
         headers = {k: request.headers[k] for k in _KEEP_REQUEST if k in request.headers}
@@ -124,3 +179,6 @@ class Forwarder:
                 "request (it is taken over once its lease expires).",
                 retry_after=1,
             ) from exc
+
+
+FORWARDER: web.AppKey[Forwarder] = web.AppKey("forwarder", Forwarder)

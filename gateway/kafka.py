@@ -75,6 +75,7 @@ class KafkaClients:
         self._producer: AIOKafkaProducer | None = None
         self._admin: AIOKafkaAdminClient | None = None
         self._lock = asyncio.Lock()
+        self._stopped = False
         self._timeout = config.kafka_timeout_ms / 1000
         self._producer_kwargs = kafka_kwargs(
             config.producer_settings(), AIOKafkaProducer, source="producer"
@@ -92,6 +93,8 @@ class KafkaClients:
             log.warning("Kafka not reachable at start-up (%s); will retry on demand", exc)
 
     async def stop(self) -> None:
+        """Close both clients; nothing is re-created after this (requests get a 503)."""
+        self._stopped = True
         producer, admin = self._producer, self._admin
         self._producer = self._admin = None
         if producer is not None:
@@ -103,6 +106,7 @@ class KafkaClients:
         if self._producer is not None:
             return self._producer
         async with self._lock:
+            self._check_running()
             if self._producer is None:
                 kwargs = {
                     "acks": "all",
@@ -120,12 +124,17 @@ class KafkaClients:
         if self._admin is not None:
             return self._admin
         async with self._lock:
+            self._check_running()
             if self._admin is None:
                 kwargs = {"request_timeout_ms": self.config.kafka_timeout_ms, **self._admin_kwargs}
                 a = AIOKafkaAdminClient(bootstrap_servers=self.config.bootstrap_servers, **kwargs)
                 await self._start(a.start(), a.close)
                 self._admin = a
         return self._admin
+
+    def _check_running(self) -> None:
+        if self._stopped:
+            raise kafka_unavailable("this replica is shutting down")
 
     async def _start(self, starting: Any, cleanup: Any) -> None:
         try:

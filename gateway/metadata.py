@@ -20,6 +20,8 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, for_code
 from aiokafka.protocol.metadata import MetadataRequest
 
+from sessions import kafka_internals
+
 from .body import as_str, expect_object, read_json
 from .context import CONFIG, KAFKA
 from .errors import (
@@ -147,7 +149,8 @@ async def _describe_topic(admin: AIOKafkaAdminClient, name: str) -> dict[str, An
     # aiokafka's describe_topics() asks with auto-creation allowed: on a broker with
     # auto.create.topics.enable a GET for a missing topic would create it. Java's
     # describeTopics never does, so this request says so explicitly.
-    response = await admin._send_request(MetadataRequest([name], allow_auto_topic_creation=False))
+    request = MetadataRequest([name], allow_auto_topic_creation=False)
+    response = await kafka_internals.admin_request(admin, request)
     for topic in response.to_object()["topics"]:
         if topic["topic"] != name:
             continue

@@ -52,10 +52,7 @@ async def serve(config: Config) -> None:
         sessions.ready = False
         await asyncio.sleep(config.shutdown_readiness_delay_ms / 1000)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(
-                sessions.stop(config.shutdown_timeout_ms / 1000),
-                config.shutdown_timeout_ms / 1000 + 5,
-            )
+            await asyncio.wait_for(sessions.stop(), config.shutdown_timeout_ms / 1000 + 5)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

@@ -18,13 +18,22 @@ from typing import Any, Protocol
 
 import orjson
 
+from .errors import StoreUnavailable
 
-class StoreUnavailable(Exception):
-    """The session store cannot be reached; callers answer a retriable 503."""
+__all__ = [
+    "Directory",
+    "InstanceRecord",
+    "MemoryDirectory",
+    "RedisDirectory",
+    "StoreUnavailable",
+    "open_directory",
+]
 
 
 @dataclass
-class Record:
+class InstanceRecord:
+    """The directory's document for one instance (JSON in Redis, one key per instance)."""
+
     group: str
     name: str
     owner: str  # node id; "" when released (anyone may adopt at once)
@@ -33,13 +42,22 @@ class Record:
     # {"topics": [...]} | {"pattern": "..."} | {"partitions": [[t, p], ...]} | {}
     subscription: dict[str, Any] = field(default_factory=dict)
     positions: dict[str, int] = field(default_factory=dict)  # "topic:partition" -> offset
+    # Fields written by a newer version of the gateway: kept and written back untouched, so
+    # two versions can share one directory during a rolling upgrade.
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def dumps(self) -> bytes:
-        return orjson.dumps(self.__dict__)
+        doc = {k: v for k, v in self.__dict__.items() if k != "extra"}
+        return orjson.dumps({**self.extra, **doc})
 
     @classmethod
-    def loads(cls, raw: bytes | str) -> Record:
-        return cls(**orjson.loads(raw))
+    def loads(cls, raw: bytes | str) -> InstanceRecord:
+        doc = orjson.loads(raw)
+        known = {k: doc.pop(k) for k in _FIELDS if k in doc}
+        return cls(**known, extra=doc)
+
+
+_FIELDS = ("group", "name", "owner", "epoch", "spec", "subscription", "positions")
 
 
 class Directory(Protocol):
@@ -47,10 +65,10 @@ class Directory(Protocol):
 
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
-    async def create(self, record: Record, ttl_ms: int) -> bool: ...
-    async def get(self, group: str, name: str) -> Record | None: ...
+    async def create(self, record: InstanceRecord, ttl_ms: int) -> bool: ...
+    async def get(self, group: str, name: str) -> InstanceRecord | None: ...
     async def update(
-        self, record: Record, ttl_ms: int, expect: tuple[str, int] | None = None
+        self, record: InstanceRecord, ttl_ms: int, expect: tuple[str, int] | None = None
     ) -> bool: ...
     async def claim(
         self,
@@ -60,7 +78,7 @@ class Directory(Protocol):
         expect_epoch: int,
         new_owner: str,
         ttl_ms: int,
-    ) -> Record | None: ...
+    ) -> InstanceRecord | None: ...
     async def delete(self, group: str, name: str, owner: str, epoch: int) -> bool: ...
     async def touch(self, keys: list[tuple[str, str]], ttl_ms: int) -> None: ...
     async def renew_lease(self, node_id: str, url: str, ttl_ms: int) -> bool: ...
@@ -155,16 +173,16 @@ class RedisDirectory:
     def _key(self, group: str, name: str) -> str:
         return record_key(self._prefix, group, name)
 
-    async def create(self, record: Record, ttl_ms: int) -> bool:
+    async def create(self, record: InstanceRecord, ttl_ms: int) -> bool:
         key = self._key(record.group, record.name)
         return bool(await self._call(self._redis.set(key, record.dumps(), nx=True, px=ttl_ms)))
 
-    async def get(self, group: str, name: str) -> Record | None:
+    async def get(self, group: str, name: str) -> InstanceRecord | None:
         raw = await self._call(self._redis.get(self._key(group, name)))
-        return Record.loads(raw) if raw else None
+        return InstanceRecord.loads(raw) if raw else None
 
     async def update(
-        self, record: Record, ttl_ms: int, expect: tuple[str, int] | None = None
+        self, record: InstanceRecord, ttl_ms: int, expect: tuple[str, int] | None = None
     ) -> bool:
         """Write ``record`` if the stored (owner, epoch) is ``expect`` (default: the record's)."""
         key = self._key(record.group, record.name)
@@ -180,12 +198,12 @@ class RedisDirectory:
         expect_epoch: int,
         new_owner: str,
         ttl_ms: int,
-    ) -> Record | None:
+    ) -> InstanceRecord | None:
         key = self._key(group, name)
         out = await self._call(
             self._claim(keys=[key], args=[expect_owner, expect_epoch, new_owner, ttl_ms])
         )
-        return Record.loads(out) if out else None
+        return InstanceRecord.loads(out) if out else None
 
     async def delete(self, group: str, name: str, owner: str, epoch: int) -> bool:
         key = self._key(group, name)
@@ -232,7 +250,7 @@ class MemoryDirectory:
     async def stop(self) -> None:
         return None
 
-    def _live(self, key: tuple[str, str]) -> Record | None:
+    def _live(self, key: tuple[str, str]) -> InstanceRecord | None:
         item = self._records.get(key)
         if item is None:
             return None
@@ -240,25 +258,25 @@ class MemoryDirectory:
         if time.monotonic() >= deadline:
             del self._records[key]
             return None
-        return Record.loads(raw)
+        return InstanceRecord.loads(raw)
 
-    def _put(self, record: Record, ttl_ms: int) -> None:
+    def _put(self, record: InstanceRecord, ttl_ms: int) -> None:
         self._records[(record.group, record.name)] = (
             record.dumps(),
             time.monotonic() + ttl_ms / 1000,
         )
 
-    async def create(self, record: Record, ttl_ms: int) -> bool:
+    async def create(self, record: InstanceRecord, ttl_ms: int) -> bool:
         if self._live((record.group, record.name)) is not None:
             return False
         self._put(record, ttl_ms)
         return True
 
-    async def get(self, group: str, name: str) -> Record | None:
+    async def get(self, group: str, name: str) -> InstanceRecord | None:
         return self._live((group, name))
 
     async def update(
-        self, record: Record, ttl_ms: int, expect: tuple[str, int] | None = None
+        self, record: InstanceRecord, ttl_ms: int, expect: tuple[str, int] | None = None
     ) -> bool:
         cur = self._live((record.group, record.name))
         if cur is None or (cur.owner, cur.epoch) != (expect or (record.owner, record.epoch)):
@@ -274,7 +292,7 @@ class MemoryDirectory:
         expect_epoch: int,
         new_owner: str,
         ttl_ms: int,
-    ) -> Record | None:
+    ) -> InstanceRecord | None:
         cur = self._live((group, name))
         if cur is None or (cur.owner, cur.epoch) != (expect_owner, expect_epoch):
             return None

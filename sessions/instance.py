@@ -27,7 +27,6 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.consumer.subscription_state import SubscriptionType
 from aiokafka.errors import (
     CommitFailedError,
     IllegalStateError,
@@ -36,7 +35,16 @@ from aiokafka.errors import (
 )
 from aiokafka.structs import OffsetAndMetadata
 
-from gateway.errors import GatewayError, describe, illegal_state, instance_not_found
+from . import kafka_internals
+from .errors import (
+    IllegalState,
+    InstanceNotFound,
+    KafkaFailure,
+    KafkaUnavailable,
+    Moving,
+    PoisonRecord,
+)
+from .kafka_internals import SubscriptionType
 
 log = logging.getLogger(__name__)
 
@@ -150,11 +158,8 @@ class ConsumerInstance:
         except (TimeoutError, Exception) as exc:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._consumer.stop(), self._kafka_timeout)
-            raise GatewayError(
-                503,
-                50003,
-                f"Kafka is unavailable: cannot start consumer ({describe(exc)})",
-                retry_after=1,
+            raise KafkaUnavailable(
+                f"Kafka is unavailable: cannot start consumer ({describe(exc)})"
             ) from exc
         if self.auto_commit:
             self._auto_commit_task = asyncio.create_task(self._auto_commit_loop())
@@ -194,7 +199,7 @@ class ConsumerInstance:
     async def subscribe(self, topics: list[str] | None, pattern: str | None) -> None:
         async with self._op():
             if self._mode() is SubscriptionType.USER_ASSIGNED:
-                raise illegal_state(
+                raise IllegalState(
                     "Subscription to topics, partitions and pattern are mutually exclusive"
                 )
             if topics is not None:
@@ -229,10 +234,10 @@ class ConsumerInstance:
         return sorted(self._consumer.subscription())
 
     def _mode(self) -> SubscriptionType:
-        return self._consumer._subscription._subscription_type
+        return kafka_internals.subscription_type(self._consumer)
 
     def is_subscribed(self) -> bool:
-        return self._consumer._subscription.partitions_auto_assigned()
+        return kafka_internals.auto_assigned(self._consumer)
 
     async def _replace_subscription(self) -> None:
         # A new subscription replaces the old one whatever its kind (topics <-> pattern);
@@ -246,7 +251,7 @@ class ConsumerInstance:
     async def assign(self, partitions: list[TopicPartition]) -> None:
         async with self._op():
             if self.is_subscribed():
-                raise illegal_state(
+                raise IllegalState(
                     "Subscription to topics, partitions and pattern are mutually exclusive"
                 )
             self._reset_for_new_assignment()
@@ -354,9 +359,7 @@ class ConsumerInstance:
             remaining = deadline - time.monotonic()
             if not self.is_subscribed() or remaining <= 0:
                 tp = min(missing)
-                raise illegal_state(
-                    f"No current assignment for partition {tp.topic}-{tp.partition}"
-                )
+                raise IllegalState(f"No current assignment for partition {tp.topic}-{tp.partition}")
             self._listener.assigned.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._listener.assigned.wait(), remaining)
@@ -386,8 +389,9 @@ class ConsumerInstance:
         async with self._op():
             if not partitions:
                 return []
-            coordinator = self._consumer._coordinator  # the public committed() drops metadata
-            found = await self._kafka(coordinator.fetch_committed_offsets(set(partitions)))
+            found = await self._kafka(
+                kafka_internals.committed_with_metadata(self._consumer, set(partitions))
+            )
             return [(tp, found[tp]) for tp in partitions if tp in found and found[tp].offset >= 0]
 
     async def _commit_delivered(self, only: set[TopicPartition] | None, *, swallow: bool) -> None:
@@ -401,7 +405,7 @@ class ConsumerInstance:
             return
         try:
             await self._commit(payload)
-        except GatewayError as exc:
+        except (IllegalState, KafkaUnavailable, KafkaFailure) as exc:
             if not swallow:
                 raise
             log.warning("auto-commit for %s/%s failed: %s", *self.key, exc.message)
@@ -410,9 +414,9 @@ class ConsumerInstance:
         try:
             await self._kafka(self._consumer.commit(payload))
         except IllegalStateError as exc:
-            raise illegal_state(_state_message(exc)) from exc
+            raise IllegalState(_state_message(exc)) from exc
         except (CommitFailedError, RebalanceInProgressError) as exc:
-            raise illegal_state(
+            raise IllegalState(
                 "Commit cannot be completed: the group rebalanced and these partitions may "
                 "belong to another member now; read again and commit the new positions"
             ) from exc
@@ -479,7 +483,7 @@ class ConsumerInstance:
                     if prepare is not None and self._buffer:
                         try:
                             await prepare(self._buffer)
-                        except GatewayError:
+                        except Exception:  # e.g. the registry is down: nothing is skipped
                             if out:
                                 break  # the records so far are delivered; the next read retries
                             raise
@@ -492,12 +496,10 @@ class ConsumerInstance:
                         break  # return what came before; the next read reports this one
                     self._buffer.popleft()
                     self._delivered[TopicPartition(rec.topic, rec.partition)] = rec.offset + 1
-                    raise GatewayError(
-                        408,
-                        40801,
+                    raise PoisonRecord(
                         f"Error deserializing key/value for partition {rec.topic}-{rec.partition} "
                         f"at offset {rec.offset}: {exc}. The record was skipped; the next read "
-                        "continues after it.",
+                        "continues after it."
                     ) from exc
                 if out and size + rsize > limits.max_bytes:
                     break  # stays buffered for the next read
@@ -518,7 +520,7 @@ class ConsumerInstance:
     def _require_subscription(self) -> None:
         if self._mode() is SubscriptionType.NONE:
             # Confluent answers this with a bare 500; it is the client's mistake.
-            raise illegal_state(
+            raise IllegalState(
                 "Consumer is not subscribed to any topics or assigned any partitions"
             )
 
@@ -529,13 +531,8 @@ class ConsumerInstance:
         async with self._lock:
             if self.closed:
                 if self.handed_over:  # drained mid-request: the next try finds the new owner
-                    raise GatewayError(
-                        503,
-                        50301,
-                        "Consumer instance is moving to another replica; retry",
-                        retry_after=1,
-                    )
-                raise instance_not_found()
+                    raise Moving("Consumer instance is moving to another replica; retry")
+                raise InstanceNotFound()
             self.touch()
             yield
             self.touch()
@@ -553,19 +550,23 @@ class ConsumerInstance:
             self._committed.pop(tp, None)
 
     async def _kafka(self, coro: Any, allow: float | None = None) -> Any:
-        """Await a Kafka call with a bound; Kafka trouble becomes a retriable 503."""
+        """Await a Kafka call with a bound; Kafka trouble becomes a retriable error."""
         try:
             return await asyncio.wait_for(coro, allow or self._kafka_timeout)
         except TimeoutError as exc:
-            raise GatewayError(
-                503, 50003, "Kafka did not answer in time; retry the request", retry_after=1
-            ) from exc
+            raise KafkaUnavailable("Kafka did not answer in time; retry the request") from exc
         except (IllegalStateError, CommitFailedError, RebalanceInProgressError):
             raise
         except KafkaError as exc:
-            if getattr(exc, "retriable", False):
-                raise GatewayError(503, 50003, describe(exc), retry_after=1) from exc
-            raise GatewayError(500, 50002, describe(exc)) from exc
+            if exc.retriable:
+                raise KafkaUnavailable(describe(exc)) from exc
+            raise KafkaFailure(describe(exc)) from exc
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line message for a client library's exception (never a stack trace)."""
+    text = str(exc).strip()
+    return text or type(exc).__name__
 
 
 def _state_message(exc: IllegalStateError) -> str:

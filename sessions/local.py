@@ -8,8 +8,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from gateway.errors import instance_exists
-
+from .errors import InstanceExists
 from .instance import ConsumerInstance, InstanceSpec
 
 log = logging.getLogger(__name__)
@@ -62,7 +61,7 @@ class LocalInstances:
     async def create(self, spec: InstanceSpec) -> ConsumerInstance:
         key = (spec.group, spec.name)
         if key in self:
-            raise instance_exists()
+            raise InstanceExists()
         self._pending.add(key)  # reserve the name while the consumer starts
         try:
             inst = self._factory(spec)

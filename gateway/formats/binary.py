@@ -13,7 +13,7 @@ import binascii
 import re
 from typing import Any
 
-from ..errors import GatewayError, bad_request, json_detail
+from .codec import DataError, json_text
 
 # Guava trims every trailing pad character, then rejects a length of 1 (mod 4).
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*=*")
@@ -55,9 +55,9 @@ def deserialize(data: bytes | None) -> str | None:
     return binascii.b2a_base64(data, newline=False).decode("ascii")  # hot on the read path
 
 
-def _not_base64(value: Any) -> GatewayError:
-    return bad_request(f"Bad Request: data={json_detail(value)} is not a base64 string.")
+def _not_base64(value: Any) -> DataError:
+    return DataError(f"data={json_text(value)} is not a base64 string.")
 
 
-def _invalid(value: Any) -> GatewayError:
-    return bad_request(f"Bad Request: data={json_detail(value)} is not a valid base64 string.")
+def _invalid(value: Any) -> DataError:
+    return DataError(f"data={json_text(value)} is not a valid base64 string.")

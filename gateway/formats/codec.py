@@ -5,7 +5,8 @@ serializer would write (framing aside) and a stored payload back into the JSON C
 REST Proxy would show. Codecs are pure and synchronous: compiling one may be slow and runs in a
 worker thread (:mod:`gateway.registry.schemas`), using one is cheap and runs on the loop.
 
-Three failures, three different culprits, so three exception types:
+Three failures, three different culprits, so three exception types, shared by every format
+(the schema-less ones too) and mapped to HTTP in one place (:func:`gateway.errors.to_gateway_error`):
 
 * :class:`SchemaError`: the schema text itself is unusable (Confluent's 42205).
 * :class:`DataError`: the request's data does not fit the schema (Confluent's 400).
@@ -16,13 +17,23 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+import orjson
+
 from .framing import PayloadError
 
 # Our embedded format name -> the registry's ``schemaType`` (absent in answers means AVRO).
 SCHEMA_TYPES = {"avro": "AVRO", "jsonschema": "JSON", "protobuf": "PROTOBUF"}
 FORMATS = {v: k for k, v in SCHEMA_TYPES.items()}
 
-__all__ = ["FORMATS", "SCHEMA_TYPES", "Codec", "DataError", "PayloadError", "SchemaError"]
+__all__ = [
+    "FORMATS",
+    "SCHEMA_TYPES",
+    "Codec",
+    "DataError",
+    "PayloadError",
+    "SchemaError",
+    "json_text",
+]
 
 
 class SchemaError(ValueError):
@@ -30,7 +41,15 @@ class SchemaError(ValueError):
 
 
 class DataError(ValueError):
-    """A JSON value from a request that the schema does not accept."""
+    """A JSON value from a request that its format does not accept (Confluent's 400)."""
+
+
+def json_text(value: Any) -> str:
+    """The value as JSON text, as Confluent quotes offending data in its messages."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return repr(value)
 
 
 class Codec(Protocol):

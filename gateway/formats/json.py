@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from ..errors import serialization_error
+from .codec import PayloadError
 
 
 def serialize(value: Any) -> bytes | None:
@@ -25,11 +25,12 @@ def deserialize(data: bytes | None) -> Any:
     """Kafka bytes -> JSON value for a consumer; null and empty bytes read as ``null``.
 
     Bytes that are not JSON are the producer's mistake, not the reader's: Confluent answers
-    them with its serializer error (408 / 40801), so we do too rather than a 500.
+    them with its serializer error (408 / 40801), so :class:`PayloadError` (mapped to that)
+    rather than a 500.
     """
     if not data:  # null, and empty bytes, which a JSON reader cannot parse either: null
         return None
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise serialization_error(f"Failed to deserialize JSON record: {exc}") from None
+        raise PayloadError(f"Failed to deserialize JSON record: {exc}") from None

@@ -19,13 +19,11 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import web
-
 from ..config import Config
 from ..errors import GatewayError
 from ..formats import avro, jsonschema, protobuf
 from ..formats.codec import FORMATS, SCHEMA_TYPES, Codec, SchemaError
-from .client import NOT_CONFIGURED, RegistryClient, RegistryError, Schema
+from .client import NOT_CONFIGURED, RegistryClient, RegistryError, Schema, Transport
 
 _COMPILERS: dict[str, Callable[[str, dict[str, str]], Codec]] = {
     "avro": avro.compile_schema,
@@ -38,9 +36,12 @@ _CACHE_LIMIT = 1_000
 class Schemas:
     """Explicit lifecycle (``start`` / ``stop``) for the registry client it owns."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, transport: Transport | None = None) -> None:
+        """``transport``: how to reach the registry; the built-in registry passes an
+        in-process one (it is this process's own service), others default to HTTP."""
         self.client = RegistryClient(config.schema_registry_url, config.schema_registry_user_info)
         self._builtin = config.schema_registry_builtin
+        self._transport = transport
         self._by_id: dict[int, Codec] = {}
         self._by_text: dict[tuple[str, str], Codec] = {}
         self._subjects: set[tuple[str, int]] = set()
@@ -50,15 +51,8 @@ class Schemas:
     def configured(self) -> bool:
         return self._builtin or self.client.configured
 
-    async def start(self, app: web.Application | None = None) -> None:
-        """With the built-in registry, ask it in-process (it is this process's own service)."""
-        transport = None
-        if self._builtin and app is not None:
-            from .builtin import REGISTRY, InProcessTransport
-
-            if REGISTRY in app:
-                transport = InProcessTransport(app[REGISTRY])
-        await self.client.start(transport)
+    async def start(self) -> None:
+        await self.client.start(self._transport)
 
     async def stop(self) -> None:
         await self.client.stop()

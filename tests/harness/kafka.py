@@ -3,7 +3,8 @@
 A real broker rather than a mock or a Kafka-compatible stand-in: the gateway's contract is
 about real group rebalances, commits and metadata, which only Apache Kafka itself gets right.
 The jars come from Maven Central through deploy/kafka/kafka.sh; the broker settings are the
-same deploy/kafka/server.properties.in that local development uses.
+same gateway/cli/broker/server.properties.in that ``event-gateway dev`` uses (which turns topic
+auto-creation on; the tests keep the template's off).
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from tests.harness import process
 from tests.harness.ports import free_ports, port_open
 
 REPO = Path(__file__).resolve().parents[2]
-KAFKA_DEPLOY = REPO / "deploy" / "kafka"
-KAFKA_SH = KAFKA_DEPLOY / "kafka.sh"
+# The broker files ship as package data of the dev command; deploy/kafka/kafka.sh forwards there.
+KAFKA_DEPLOY = REPO / "gateway" / "cli" / "broker"
+KAFKA_SH = REPO / "deploy" / "kafka" / "kafka.sh"
 
 T = TypeVar("T")
 

@@ -8,11 +8,13 @@ import uuid
 
 import pytest
 
-from sessions.directory import Record, RedisDirectory, StoreUnavailable
+from sessions.directory import InstanceRecord, RedisDirectory, StoreUnavailable
 
 
-def rec(owner: str = "n1", epoch: int = 1, name: str = "c") -> Record:
-    return Record("g:1", name, owner, epoch, {"group": "g:1", "name": name}, {"topics": ["t"]})
+def rec(owner: str = "n1", epoch: int = 1, name: str = "c") -> InstanceRecord:
+    return InstanceRecord(
+        "g:1", name, owner, epoch, {"group": "g:1", "name": name}, {"topics": ["t"]}
+    )
 
 
 @pytest.fixture
@@ -32,8 +34,8 @@ async def test_create_unique_get_roundtrip(directory: RedisDirectory) -> None:
 
 
 async def test_group_and_name_cannot_collide(directory: RedisDirectory) -> None:
-    a = Record("a:b", "c", "n1", 1, {})
-    b = Record("a", "b:c", "n1", 1, {})
+    a = InstanceRecord("a:b", "c", "n1", 1, {})
+    b = InstanceRecord("a", "b:c", "n1", 1, {})
     assert await directory.create(a, 10_000)
     assert await directory.create(b, 10_000)
 

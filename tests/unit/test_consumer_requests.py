@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.consumers import parse_create, parse_timestamp
+from gateway.consume.requests import parse_create, parse_timestamp
 from gateway.errors import GatewayError
 
 

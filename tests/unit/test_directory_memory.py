@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 
-from sessions.directory import MemoryDirectory, Record
+from sessions.directory import InstanceRecord, MemoryDirectory
 
 
-def rec(owner: str = "n1", epoch: int = 1) -> Record:
-    return Record("g", "c", owner, epoch, {"group": "g", "name": "c"})
+def rec(owner: str = "n1", epoch: int = 1) -> InstanceRecord:
+    return InstanceRecord("g", "c", owner, epoch, {"group": "g", "name": "c"})
 
 
 async def test_create_is_unique_and_expires() -> None:

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 import pytest
 
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, to_gateway_error
 from gateway.formats import binary, json
+from gateway.formats.codec import DataError, PayloadError
+
+
+def mapped(call: Callable[[Any], object], arg: Any) -> GatewayError:
+    """The HTTP answer a format's failure becomes (formats raise their own error types)."""
+    with pytest.raises((DataError, PayloadError)) as raised:
+        call(arg)
+    return to_gateway_error(raised.value)
+
 
 # --- binary: decoding follows Confluent's (Guava's) base64 rules ------------------------------
 
@@ -49,10 +60,9 @@ def test_binary_round_trips_every_byte_value() -> None:
     [(5, "5"), (True, "true"), ({"a": 1}, '{"a":1}'), (["QQ=="], '["QQ=="]'), (1.5, "1.5")],
 )
 def test_binary_rejects_a_value_that_is_not_a_json_string(value: object, shown: str) -> None:
-    with pytest.raises(GatewayError) as err:
-        binary.serialize(value)
-    assert (err.value.status, err.value.error_code) == (400, 400)
-    assert err.value.message == f"Bad Request: data={shown} is not a base64 string."
+    err = mapped(binary.serialize, value)
+    assert (err.status, err.error_code) == (400, 400)
+    assert err.message == f"Bad Request: data={shown} is not a base64 string."
 
 
 @pytest.mark.parametrize(
@@ -73,11 +83,10 @@ def test_binary_rejects_a_value_that_is_not_a_json_string(value: object, shown: 
     ],
 )
 def test_binary_rejects_anything_guava_would(text: str) -> None:
-    with pytest.raises(GatewayError) as err:
-        binary.serialize(text)
-    assert (err.value.status, err.value.error_code) == (400, 400)
+    err = mapped(binary.serialize, text)
+    assert (err.status, err.error_code) == (400, 400)
     quoted = json_text(text)
-    assert err.value.message == f"Bad Request: data={quoted} is not a valid base64 string."
+    assert err.message == f"Bad Request: data={quoted} is not a valid base64 string."
 
 
 def test_binary_encodes_empty_bytes_as_empty_string() -> None:
@@ -120,6 +129,5 @@ def test_json_reads_bytes_written_by_other_clients() -> None:
 
 
 def test_json_bytes_that_are_not_json_are_a_serializer_error() -> None:
-    with pytest.raises(GatewayError) as err:
-        json.deserialize(b"\x00not json")
-    assert (err.value.status, err.value.error_code) == (408, 40801)
+    err = mapped(json.deserialize, b"\x00not json")
+    assert (err.status, err.error_code) == (408, 40801)

@@ -6,7 +6,7 @@ import pytest
 from aiokafka import errors as k
 
 from gateway.errors import kafka_error_code
-from gateway.produce_send import response_status
+from gateway.produce.sender import response_status
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from gateway.errors import GatewayError
-from gateway.produce_request import parse_produce_request
+from gateway.produce.request import parse_produce_request
 
 
 def test_records_become_parallel_columns() -> None:

@@ -7,7 +7,7 @@ it into memory. Writes are serialized cluster-wide through the session store (Re
 never collide however requests are spread over replicas.
 
 The registry client (``gateway.registry.client``) reaches it without loopback HTTP through
-``InProcessTransport(app[REGISTRY])``.
+``InProcessTransport(service)``; :func:`gateway.app.build_app` wires both into the lifecycle.
 
 Where it knowingly differs from Confluent's registry:
 
@@ -26,28 +26,8 @@ Where it knowingly differs from Confluent's registry:
 
 from __future__ import annotations
 
-from aiohttp import web
-
-from gateway.config import Config
-
 from .routes import REGISTRY, add_routes
 from .service import RegistryService
 from .transport import InProcessTransport
 
-__all__ = ["REGISTRY", "InProcessTransport", "RegistryService", "install"]
-
-
-def install(app: web.Application, config: Config) -> None:
-    """Mount the registry's routes and tie its lifecycle to the application's."""
-    app[REGISTRY] = RegistryService(config)
-    add_routes(app)
-    app.on_startup.append(_start)
-    app.on_shutdown.append(_stop)
-
-
-async def _start(app: web.Application) -> None:
-    await app[REGISTRY].start()
-
-
-async def _stop(app: web.Application) -> None:
-    await app[REGISTRY].stop()
+__all__ = ["REGISTRY", "InProcessTransport", "RegistryService", "add_routes"]

@@ -2,7 +2,7 @@
 
 The request's Content-Type names the embedded format of its keys and values; the answer is
 always ``application/vnd.kafka.v2+json`` with one ``offsets`` entry per record. Client
-mistakes are answered before anything is sent (see :mod:`gateway.produce_request`); Kafka's
+mistakes are answered before anything is sent (see :mod:`.request`); Kafka's
 verdicts come back per record with HTTP 200, as Confluent's do.
 """
 
@@ -11,20 +11,17 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
-from .body import read_json
-from .context import CONFIG, KAFKA
-from .errors import GatewayError, partition_not_found, unprocessable
-from .media import EMBEDDED, PRODUCE_CONSUMES, V2, V2_ONLY, check_content_type, respond_as
-from .paths import PARTITION, path_partition
-from .produce_formats import encode
-from .produce_request import parse_produce_request
-from .produce_send import NotSent, ProducerGate, not_sent, response_status, send_all
-
-_GATE: web.AppKey[ProducerGate] = web.AppKey("produce_gate")
+from ..body import read_json
+from ..context import CONFIG, PRODUCER
+from ..errors import GatewayError, partition_not_found, unprocessable
+from ..media import EMBEDDED, PRODUCE_CONSUMES, V2, V2_ONLY, check_content_type, respond_as
+from ..paths import PARTITION, path_partition
+from .encoding import encode
+from .request import parse_produce_request
+from .sender import NotSent, not_sent, response_status, send_all
 
 
 def add_routes(app: web.Application) -> None:
-    app[_GATE] = ProducerGate()
     app.router.add_post("/topics/{topic}", produce_to_topic)
     app.router.add_post(f"/topics/{{topic}}/partitions/{PARTITION}", produce_to_partition)
 
@@ -53,11 +50,9 @@ async def _produce(request: web.Request, path_partition: int | None) -> web.Resp
         partitions = [path_partition if p is None else p for p in partitions]
 
     config = request.app[CONFIG]
-    gate = request.app[_GATE]
+    gate = request.app[PRODUCER]
     try:
-        producer, known = await gate.partitions(
-            request.app[KAFKA], topic, config.producer_max_block_ms
-        )
+        producer, known = await gate.partitions(topic, config.producer_max_block_ms)
     except NotSent as exc:
         offsets = not_sent(exc, len(body))
     else:

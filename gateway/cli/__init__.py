@@ -1,4 +1,9 @@
-"""``event-gateway serve | dev``: the console entry point."""
+"""``event-gateway serve | dev``: the console entry point.
+
+``serve`` runs one gateway replica from a configuration file (here); ``dev`` runs a throw-away
+local broker plus one gateway (:mod:`gateway.cli.dev`, whose broker files ship as package data in
+``gateway/cli/broker/``).
+"""
 
 from __future__ import annotations
 
@@ -7,23 +12,26 @@ import asyncio
 import logging
 import sys
 
-from . import config as configmod
-from . import devmode
-from .server import serve
+from gateway import config as configmod
+from gateway.server import serve
+
+from . import dev
 
 log = logging.getLogger("event_gateway")
+
+__all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="event-gateway", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the gateway")
-    serve.add_argument("--config", "-c", help="Java-style .properties file")
-    serve.add_argument(
+    serve_cmd = sub.add_parser("serve", help="run the gateway")
+    serve_cmd.add_argument("--config", "-c", help="Java-style .properties file")
+    serve_cmd.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override one key"
     )
-    serve.add_argument("--log-level", default="INFO")
-    devmode.add_parser(sub)
+    serve_cmd.add_argument("--log-level", default="INFO")
+    dev.add_parser(sub)
     return p
 
 
@@ -34,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     if args.command == "dev":
-        return devmode.run(args)
+        return dev.run(args)
     try:
         cfg = configmod.load(args.config, overrides=args.set)
     except configmod.ConfigError as exc:
@@ -49,7 +57,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"event-gateway: cannot serve on {cfg.listener.url}: {exc}", file=sys.stderr)
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -23,11 +23,10 @@ from aiokafka import ConsumerRecord
 
 from sessions.instance import DecodeError
 
-from .context import SCHEMAS
-from .errors import GatewayError
-from .formats import binary, framing, json
-from .formats.codec import Codec
-from .registry.schemas import Schemas
+from ..context import SCHEMAS
+from ..formats import binary, framing, json
+from ..formats.codec import Codec
+from ..registry.schemas import Schemas
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +55,8 @@ def decode_binary(rec: ConsumerRecord) -> tuple[dict[str, Any], int]:
 def _json(data: bytes | None, what: str) -> Any:
     try:
         return json.deserialize(data)
-    except GatewayError as exc:  # 408 / 40801: here, a record the instance reports and skips
-        raise DecodeError(f"{what}: {exc.message}") from None
+    except framing.PayloadError as exc:  # a record the instance reports and skips
+        raise DecodeError(f"{what}: {exc}") from None
 
 
 def decode_json(rec: ConsumerRecord) -> tuple[dict[str, Any], int]:

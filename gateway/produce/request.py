@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .body import as_int, as_list, as_str, expect_object
-from .errors import unprocessable
+from ..body import as_int, as_list, as_str, expect_object
+from ..errors import unprocessable
 
 _BODY_FIELDS = frozenset(
     {"key_schema", "key_schema_id", "value_schema", "value_schema_id", "records"}

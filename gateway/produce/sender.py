@@ -22,18 +22,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import re
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
-from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import RecordMetadata
 
-from .errors import GatewayError, describe, kafka_error_code
-from .kafka import KafkaClients
+from sessions import kafka_internals
+
+from ..errors import GatewayError, describe, kafka_error_code
+from ..kafka import KafkaClients
+from .batching import Batch, Offset, failure, pack
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +43,6 @@ _LEGAL_TOPIC = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 # Past the producer's own request timeout (after which aiokafka fails a batch itself) only a
 # wedged client leaves a record unanswered; the margin keeps aiokafka's message the usual one.
 _DELIVERY_MARGIN = 1.0
-# aiokafka's upper bound on a record's size beyond its key and value bytes (batch header 61,
-# record overhead 21, two length varints of at most 5 and the header count): a record whose
-# key and value stay this far below ``max_request_size`` cannot be too large.
-_RECORD_OVERHEAD_BOUND = 128
-
-Offset = dict[str, Any]
-Partitioner = Callable[[bytes, list[int], list[int]], int]
 
 
 class NotSent(Exception):
@@ -68,20 +62,21 @@ class ProducerGate:
     requests that asked for them.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clients: KafkaClients) -> None:
+        self._clients = clients
         self._starting: asyncio.Future[AIOKafkaProducer] | None = None
         self.turns = BatchTurns()  # shared by the requests of this gateway, like the producer
 
-    async def producer(self, clients: KafkaClients) -> AIOKafkaProducer:
+    async def producer(self) -> AIOKafkaProducer:
         """The shared producer; the caller bounds the wait, the start itself is not cancelled."""
         task = self._starting
         if task is None or task.done():
-            task = self._starting = asyncio.ensure_future(clients.producer())
+            task = self._starting = asyncio.ensure_future(self._clients.producer())
             task.add_done_callback(_retrieve)
         return await asyncio.shield(task)
 
     async def partitions(
-        self, clients: KafkaClients, topic: str, max_block_ms: int
+        self, topic: str, max_block_ms: int
     ) -> tuple[AIOKafkaProducer, frozenset[int]]:
         """The producer and the topic's partition ids, or :class:`NotSent` after the wait."""
         if not _legal_topic(topic):
@@ -96,7 +91,7 @@ class ProducerGate:
         while True:
             try:
                 async with asyncio.timeout_at(deadline):
-                    producer = await self.producer(clients)
+                    producer = await self.producer()
                     return producer, frozenset(await producer.partitions_for(topic))
             except TimeoutError:
                 break
@@ -160,59 +155,6 @@ class _Turn:
         self.users = 0  # requests holding or waiting for the lock
 
 
-class _Batch:
-    """One record batch for one partition, and which request records it carries, in order."""
-
-    __slots__ = ("builder", "full", "indices", "partition", "rank")
-
-    def __init__(self, partition: int, builder: Any, rank: int) -> None:
-        self.partition = partition
-        self.builder = builder  # aiokafka's BatchBuilder
-        self.rank = rank  # how many batches of this partition this request filled before it
-        self.indices: list[int] = []
-        self.full = False  # refused a record: worth a produce request of its own
-
-
-class _Packer:
-    """Packs a request's records into batches: one open batch per partition at a time."""
-
-    def __init__(self, producer: AIOKafkaProducer) -> None:
-        self._producer = producer
-        self.open: dict[int, _Batch] = {}  # read by _pack's per-record fast path
-        self._ranks: dict[int, int] = {}
-        self._filled: list[_Batch] = []
-
-    def retire(self, batch: _Batch) -> None:
-        """The batch is full: it goes out as it is and its partition needs a new one."""
-        batch.full = True
-        del self.open[batch.partition]
-        self._filled.append(batch)
-
-    def start(self, partition: int, index: int, key: bytes | None, value: bytes | None) -> None:
-        """A new batch for the partition, holding this record.
-
-        A fresh batch takes its first record whatever its size, as aiokafka's own ``send``
-        does: a record larger than the batch size travels in a batch of its own.
-        """
-        rank = self._ranks.get(partition, 0)
-        self._ranks[partition] = rank + 1
-        batch = self.open[partition] = _Batch(partition, self._producer.create_batch(), rank)
-        if batch.builder.append(timestamp=None, key=key, value=value) is None:
-            raise RuntimeError("aiokafka refused the first record of an empty batch")
-        batch.indices.append(index)
-
-    def batches(self) -> list[_Batch]:
-        """Every batch, first batches of all partitions first, each partition in order.
-
-        aiokafka queues only one undelivered batch per partition and makes the next one wait
-        for it, so handing over round by round lets the first round go out in one produce
-        request instead of making a partition's second batch hold up every other partition.
-        """
-        every = self._filled + list(self.open.values())
-        every.sort(key=lambda b: b.rank)  # stable: request order within a partition
-        return every
-
-
 async def send_all(
     producer: AIOKafkaProducer,
     topic: str,
@@ -242,12 +184,12 @@ async def send_all(
     a whole, and each of its records reports that outcome.
     """
     offsets: list[Offset | None] = [None] * len(keys)
-    batches = _pack(producer, topic, keys, values, partitions, known, offsets)
-    whole = _batch_size(producer) // 2
-    timeout = getattr(producer, "_request_timeout_ms", 30_000) / 1000 + _DELIVERY_MARGIN
+    batches = pack(producer, topic, keys, values, partitions, known, offsets)
+    whole = kafka_internals.batch_size(producer) // 2
+    timeout = kafka_internals.request_timeout_ms(producer) / 1000 + _DELIVERY_MARGIN
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    handed: list[tuple[_Batch, asyncio.Future[Any]]] = []
+    handed: list[tuple[Batch, asyncio.Future[Any]]] = []
     singles: list[tuple[int, asyncio.Future[Any]]] = []
     try:
         async with asyncio.timeout_at(deadline):
@@ -257,7 +199,7 @@ async def send_all(
                     try:
                         future = await turns.send_batch(producer, batch.builder, topic, p)
                     except KafkaError as exc:
-                        failed = _failure(kafka_error_code(exc), describe(exc))
+                        failed = failure(kafka_error_code(exc), describe(exc))
                         for i in batch.indices:
                             offsets[i] = failed
                     else:
@@ -269,7 +211,7 @@ async def send_all(
                             topic, value=values[i], key=keys[i], partition=p
                         )
                     except KafkaError as exc:
-                        offsets[i] = _failure(kafka_error_code(exc), describe(exc))
+                        offsets[i] = failure(kafka_error_code(exc), describe(exc))
                     else:
                         singles.append((i, future))
     except TimeoutError:
@@ -292,82 +234,8 @@ async def send_all(
             offsets[i] = outcome
         elif outcome is not None:
             offsets[i] = _delivered(outcome.partition, outcome.offset)
-    timed_out = _failure(50003, f"Kafka did not acknowledge the record within {timeout:g} s.")
+    timed_out = failure(50003, f"Kafka did not acknowledge the record within {timeout:g} s.")
     return [timed_out if o is None else o for o in offsets]
-
-
-def _pack(
-    producer: AIOKafkaProducer,
-    topic: str,
-    keys: Sequence[bytes | None],
-    values: Sequence[bytes | None],
-    partitions: Sequence[int | None],
-    known: Collection[int],
-    offsets: list[Offset | None],
-) -> list[_Batch]:
-    """The request's records in batches; a record too large to send gets its error in offsets."""
-    everything = sorted(known)  # the partitioner's list, sorted by id as Java's is
-    # Keyless records avoid partitions without a leader, as aiokafka's partitioner does.
-    available = sorted(producer.client.cluster.available_partitions_for_topic(topic) or ())
-    choices = available or everything
-    partitioner: Partitioner = getattr(producer, "_partitioner", None) or DefaultPartitioner()
-    roomy = getattr(producer, "_max_request_size", 1_048_576) - _RECORD_OVERHEAD_BOUND
-    packer = _Packer(producer)
-    open_batch = packer.open.get
-    sticky: int | None = None
-    for i, (key, value, partition) in enumerate(zip(keys, values, partitions, strict=True)):
-        if (len(key) if key else 0) + (len(value) if value else 0) > roomy:
-            too_large = _too_large(producer, key, value)
-            if too_large is not None:
-                offsets[i] = too_large
-                continue
-        keyless = partition is None and key is None
-        if keyless:
-            if sticky is None:
-                sticky = random.choice(choices)
-            partition = sticky
-        elif partition is None:
-            partition = partitioner(key, everything, available)
-        # The common case, inline: the partition's open batch has room.
-        batch = open_batch(partition)
-        if batch is not None:
-            if batch.builder.append(timestamp=None, key=key, value=value) is not None:
-                batch.indices.append(i)
-                continue
-            packer.retire(batch)
-            if keyless:  # the sticky partition's batch is full: move on, as Java does
-                sticky = partition = _another(choices, partition)
-                batch = open_batch(partition)
-                if batch is not None:
-                    if batch.builder.append(timestamp=None, key=key, value=value) is not None:
-                        batch.indices.append(i)
-                        continue
-                    packer.retire(batch)
-        packer.start(partition, i, key, value)
-    return packer.batches()
-
-
-def _another(choices: list[int], current: int) -> int:
-    """A random partition other than ``current`` when there is one."""
-    if len(choices) < 2:
-        return current
-    # Uniform over the others: drawing from all but the last, the last stands in for current.
-    other = random.choice(choices[:-1])
-    return choices[-1] if other == current else other
-
-
-def _too_large(producer: AIOKafkaProducer, key: bytes | None, value: bytes | None) -> Offset | None:
-    """The failure ``send()`` reports for a record over ``max_request_size``, else None.
-
-    A batch takes any first record whatever its size, so without this check an oversized
-    record would reach the broker and fail its whole batch; ``send()`` refused it alone,
-    with this message.
-    """
-    try:
-        producer._serialize(key, value, [])
-    except KafkaError as exc:
-        return _failure(kafka_error_code(exc), describe(exc))
-    return None
 
 
 def _outcome(future: asyncio.Future[Any]) -> RecordMetadata | Offset | None:
@@ -376,7 +244,7 @@ def _outcome(future: asyncio.Future[Any]) -> RecordMetadata | Offset | None:
     if not future.done():
         return None
     if future.cancelled():
-        return _failure(50003, "The send was cancelled by the Kafka client.")
+        return failure(50003, "The send was cancelled by the Kafka client.")
     exc = future.exception()
     if exc is None:
         metadata: RecordMetadata = future.result()
@@ -384,21 +252,15 @@ def _outcome(future: asyncio.Future[Any]) -> RecordMetadata | Offset | None:
     if not isinstance(exc, KafkaError | TimeoutError):
         log.error("non-Kafka failure from the producer", exc_info=exc)
         raise GatewayError(500, 500, "Unexpected non-Kafka exception returned by Kafka")
-    return _failure(kafka_error_code(exc), describe(exc))
+    return failure(kafka_error_code(exc), describe(exc))
 
 
 def _delivered(partition: int, offset: int) -> Offset:
     return {"partition": partition, "offset": offset, "error_code": None, "error": None}
 
 
-def _batch_size(producer: AIOKafkaProducer) -> int:
-    """The producer's ``batch.size`` (aiokafka keeps it on its accumulator only)."""
-    accumulator = getattr(producer, "_message_accumulator", None)
-    return int(getattr(accumulator, "_batch_size", 16384))
-
-
 def not_sent(exc: NotSent, count: int) -> list[Offset]:
-    entry = _failure(exc.error_code, exc.message)
+    entry = failure(exc.error_code, exc.message)
     return [entry] * count
 
 
@@ -410,10 +272,6 @@ def response_status(offsets: list[Offset]) -> int:
     if 40301 in codes:
         return 403
     return 200
-
-
-def _failure(error_code: int, message: str) -> Offset:
-    return {"partition": None, "offset": None, "error_code": error_code, "error": message}
 
 
 def _legal_topic(topic: str) -> bool:

@@ -19,12 +19,12 @@ from typing import Any
 
 from aiohttp import web
 
-from .context import SCHEMAS
-from .errors import bad_request, unprocessable
-from .formats import binary, framing, json
-from .formats.codec import Codec, DataError, SchemaError
-from .produce_request import ProduceRequest
-from .registry.schemas import Schemas, invalid_schema
+from ..context import SCHEMAS
+from ..errors import bad_request, unprocessable
+from ..formats import binary, framing, json
+from ..formats.codec import Codec, DataError, SchemaError
+from ..registry.schemas import Schemas, invalid_schema
+from .request import ProduceRequest
 
 
 @dataclass(frozen=True, slots=True)

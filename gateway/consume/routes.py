@@ -1,0 +1,272 @@
+"""v2 consumer endpoints: negotiate, validate, route, then hand over to ``sessions``.
+
+Every client mistake is answered here, before any instance is touched (and, with several
+replicas, before any hop), so a bad request never costs a round trip to the owner. Then
+:func:`_instance` asks the router where the instance lives: a local instance is served here;
+one owned by another replica raises :class:`~gateway.forwarding.ForwardTo`, which the
+:func:`~gateway.forwarding.forwarding` wrapper every instance route is registered with turns
+into the one signed hop to the owner.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from sessions.instance import ConsumerInstance, ReadLimits
+from sessions.router import Forward
+
+from .. import media
+from ..body import expect_object, read_json
+from ..context import CONFIG, RESPONSE_TYPE, SCHEMAS, SESSIONS
+from ..errors import FORMAT_MISMATCH, GatewayError, bad_request
+from ..forwarding import FORWARDED, ForwardTo, forwarding
+from .decoding import decoder_for
+from .requests import (
+    SCHEMA_FORMATS,
+    parse_commit,
+    parse_create,
+    parse_partitions,
+    parse_seek,
+    parse_subscription,
+    required_body,
+)
+
+# The read method an Accept type selects -> the instance formats it may serve.
+READ_FAMILIES = {
+    media.BINARY: frozenset({"binary"}),
+    media.V2: frozenset({"binary"}),
+    media.JSON_V2: frozenset({"json"}),
+    media.AVRO: SCHEMA_FORMATS,
+    media.JSONSCHEMA: SCHEMA_FORMATS,
+    media.PROTOBUF: SCHEMA_FORMATS,
+}
+INSTANCE = "/consumers/{group}/instances/{instance}"
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_post("/consumers/{group}", create)
+    for method, suffix, handler in [
+        ("DELETE", "", delete),
+        ("POST", "/offsets", commit),
+        ("GET", "/offsets", committed),
+        ("POST", "/subscription", subscribe),
+        ("GET", "/subscription", subscription),
+        ("DELETE", "/subscription", unsubscribe),
+        ("POST", "/assignments", assign),
+        ("GET", "/assignments", assignments),
+        ("POST", "/positions", seek),
+        ("POST", "/positions/beginning", seek_beginning),
+        ("POST", "/positions/end", seek_end),
+        ("GET", "/records", records),
+    ]:
+        r.add_route(method, INSTANCE + suffix, forwarding(handler))
+
+
+# --- negotiation and responses -----------------------------------------------------------------
+
+
+def _negotiate(request: web.Request, *, reads_body: bool) -> str:
+    """415 / 406 as Confluent; body-less requests tolerate any Content-Type (real clients
+    send one on GET and DELETE, and there is nothing to misread)."""
+    if reads_body:
+        media.check_content_type(request, media.CONSUMERS_CONSUMES)
+    ctype = media.negotiate(request, media.CONSUMERS_OFFER)
+    request[RESPONSE_TYPE] = ctype
+    return ctype
+
+
+def _json(data: Any, ctype: str, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(data), content_type=ctype)
+
+
+def _no_content() -> web.Response:
+    return web.Response(status=204)
+
+
+async def _instance(request: web.Request) -> ConsumerInstance:
+    """The local instance the request names, once the request itself was found valid."""
+    m = request.match_info
+    route = await request.app[SESSIONS].route(
+        m["group"], m["instance"], forwarded=request.get(FORWARDED, False)
+    )
+    if isinstance(route, Forward):
+        raise ForwardTo(route)
+    return route.instance
+
+
+# --- create / delete ----------------------------------------------------------------------------
+
+
+async def create(request: web.Request) -> web.Response:
+    ctype = _negotiate(request, reads_body=True)
+    group = request.match_info["group"]
+    cfg = request.app[CONFIG]
+    spec = parse_create(
+        group, await read_json(request), cfg.id, schemas=request.app[SCHEMAS].configured
+    )
+    await request.app[SESSIONS].create(spec)
+    return _json({"instance_id": spec.name, "base_uri": base_uri(request, group, spec.name)}, ctype)
+
+
+def base_uri(request: web.Request, group: str, name: str) -> str:
+    """The public address (``advertised.listeners``), else the Host the client used."""
+    scheme = request.scheme
+    authority = next(
+        (lst.authority for lst in request.app[CONFIG].advertised_listeners if lst.scheme == scheme),
+        request.host,
+    )
+    return f"{scheme}://{authority}/consumers/{group}/instances/{name}"
+
+
+async def delete(request: web.Request) -> web.Response:
+    _negotiate(request, reads_body=False)
+    await request.app[SESSIONS].delete(await _instance(request))
+    return _no_content()
+
+
+# --- offsets ------------------------------------------------------------------------------------
+
+
+async def commit(request: web.Request) -> web.Response:
+    ctype = _negotiate(request, reads_body=True)
+    offsets = parse_commit(await read_json(request))
+    await (await _instance(request)).commit(offsets)
+    return _json([], ctype)
+
+
+async def committed(request: web.Request) -> web.Response:
+    ctype = _negotiate(request, reads_body=True)
+    body = await read_json(request)
+    if body is None:
+        # Confluent answers a committed-offsets GET without a body this way.
+        raise GatewayError(404, 40402, "Partition not found.")
+    body = expect_object(body, {"partitions"})
+    partitions = parse_partitions(body)
+    found = await (await _instance(request)).committed(partitions)
+    return _json(
+        {
+            "offsets": [
+                {
+                    "topic": tp.topic,
+                    "partition": tp.partition,
+                    "offset": om.offset,
+                    "metadata": om.metadata or "",
+                }
+                for tp, om in found
+            ]
+        },
+        ctype,
+    )
+
+
+# --- subscription / assignment ------------------------------------------------------------------
+
+
+async def subscribe(request: web.Request) -> web.Response:
+    _negotiate(request, reads_body=True)
+    topics, pattern = parse_subscription(await read_json(request))
+    inst = await _instance(request)
+    await inst.subscribe(topics, pattern)
+    await request.app[SESSIONS].saved(inst)
+    return _no_content()
+
+
+async def subscription(request: web.Request) -> web.Response:
+    ctype = _negotiate(request, reads_body=False)
+    return _json({"topics": (await _instance(request)).subscription()}, ctype)
+
+
+async def unsubscribe(request: web.Request) -> web.Response:
+    _negotiate(request, reads_body=False)
+    inst = await _instance(request)
+    await inst.unsubscribe()
+    await request.app[SESSIONS].saved(inst)
+    return _no_content()
+
+
+async def assign(request: web.Request) -> web.Response:
+    _negotiate(request, reads_body=True)
+    body = expect_object(required_body(await read_json(request)), {"partitions"})
+    inst = await _instance(request)
+    await inst.assign(parse_partitions(body))
+    await request.app[SESSIONS].saved(inst)
+    return _no_content()
+
+
+async def assignments(request: web.Request) -> web.Response:
+    ctype = _negotiate(request, reads_body=False)
+    parts = (await _instance(request)).assignment()
+    return _json(
+        {"partitions": [{"topic": t.topic, "partition": t.partition} for t in parts]}, ctype
+    )
+
+
+# --- positions ----------------------------------------------------------------------------------
+
+
+async def seek(request: web.Request) -> web.Response:
+    _negotiate(request, reads_body=True)
+    offsets, timestamps = parse_seek(await read_json(request))
+    await (await _instance(request)).seek(offsets, timestamps)
+    return _no_content()
+
+
+async def seek_beginning(request: web.Request) -> web.Response:
+    return await _seek_edge(request, end=False)
+
+
+async def seek_end(request: web.Request) -> web.Response:
+    return await _seek_edge(request, end=True)
+
+
+async def _seek_edge(request: web.Request, *, end: bool) -> web.Response:
+    _negotiate(request, reads_body=True)
+    body = expect_object(required_body(await read_json(request)), {"partitions"})
+    await (await _instance(request)).seek_to(parse_partitions(body), end=end)
+    return _no_content()
+
+
+async def records(request: web.Request) -> web.Response:
+    # Body-less, but Confluent's GET still 415s a foreign Content-Type; tolerate it instead.
+    ctype = media.negotiate(request, media.RECORDS_OFFER)
+    request[RESPONSE_TYPE] = ctype
+    timeout = _query_int(request, "timeout")
+    max_bytes = _query_int(request, "max_bytes")
+    inst = await _instance(request)
+    if inst.spec.format not in READ_FAMILIES[ctype]:
+        raise GatewayError(406, 40601, FORMAT_MISMATCH)
+    cfg = request.app[CONFIG]
+    wait = (
+        inst.spec.request_timeout_ms
+        if inst.spec.request_timeout_ms is not None
+        else cfg.consumer_request_timeout_ms
+    )
+    if timeout > 0:
+        wait = min(timeout, wait)
+    cap = cfg.consumer_request_max_bytes
+    limits = ReadLimits(
+        wait_ms=wait,
+        max_bytes=min(max_bytes, cap) if max_bytes > 0 else cap,
+        min_bytes=inst.spec.fetch_min_bytes
+        if inst.spec.fetch_min_bytes is not None
+        else cfg.fetch_min_bytes,
+    )
+    out = await inst.read(limits, decoder_for(request.app, inst.spec.format))
+    return _json(out, ctype)
+
+
+# --- small parsers ------------------------------------------------------------------------------
+
+
+def _query_int(request: web.Request, name: str) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return -1
+    try:
+        return int(raw)
+    except ValueError:
+        raise bad_request(f"Query parameter {name}={raw!r} is not an integer") from None

@@ -1,0 +1,91 @@
+"""aiokafka's private attributes the gateway relies on are still where it reads them.
+
+Every accessor in ``sessions.kafka_internals`` is called here on real aiokafka objects (no
+broker needed: none of them does I/O before ``start()``). After an aiokafka upgrade that moves
+one, this fails with an ``AttributeError`` naming it, instead of the gateway quietly behaving
+differently.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.consumer.group_coordinator import GroupCoordinator
+from aiokafka.errors import MessageSizeTooLargeError
+
+from sessions import kafka_internals as internals
+
+NOWHERE = "127.0.0.1:9"  # never contacted: nothing here starts a client
+
+
+async def test_consumer_subscription_kind() -> None:
+    consumer = AIOKafkaConsumer(bootstrap_servers=NOWHERE)
+    assert internals.subscription_type(consumer) is internals.SubscriptionType.NONE
+    assert internals.auto_assigned(consumer) is False
+    consumer.assign([TopicPartition("t", 0)])
+    assert internals.subscription_type(consumer) is internals.SubscriptionType.USER_ASSIGNED
+    assert internals.auto_assigned(consumer) is False
+    consumer.unsubscribe()
+    consumer.subscribe(topics=["t"])
+    assert internals.subscription_type(consumer) is internals.SubscriptionType.AUTO_TOPICS
+    assert internals.auto_assigned(consumer) is True
+
+
+async def test_consumer_committed_with_metadata_uses_the_coordinator() -> None:
+    consumer = AIOKafkaConsumer(bootstrap_servers=NOWHERE)
+    assert hasattr(consumer, "_coordinator")  # set to a GroupCoordinator by start()
+    params = inspect.signature(GroupCoordinator.fetch_committed_offsets).parameters
+    assert list(params) == ["self", "partitions"]
+
+
+async def test_producer_limits_and_partitioner() -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=NOWHERE, max_request_size=2048)
+    try:
+        assert internals.max_request_size(producer) == 2048
+        assert internals.batch_size(producer) == 16384
+        assert internals.request_timeout_ms(producer) == 40000
+        choose = internals.partitioner(producer)
+        assert choose(b"alice", [0, 1, 2], [0, 1, 2]) in (0, 1, 2)
+        internals.check_record_size(producer, b"k", b"v")  # fits: no exception
+        with pytest.raises(MessageSizeTooLargeError):
+            internals.check_record_size(producer, None, b"x" * 4096)
+    finally:
+        await producer.stop()
+
+
+async def test_admin_raw_request_method_exists() -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=NOWHERE)
+    try:
+        assert inspect.iscoroutinefunction(admin._send_request)
+        assert internals.admin_request.__module__ == "sessions.kafka_internals"
+    finally:
+        await admin.close()
+
+
+def test_no_other_module_reads_aiokafka_private_attributes() -> None:
+    """The adapter is the only door: grep the code for the private names it wraps."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    private = (
+        "._subscription",
+        "._coordinator",
+        "._partitioner",
+        "._max_request_size",
+        "._message_accumulator",
+        "._request_timeout_ms",
+        "._serialize(",
+        "._send_request(",
+    )
+    offenders = [
+        f"{path.relative_to(root)}: {name}"
+        for package in ("gateway", "sessions")
+        for path in (root / package).rglob("*.py")
+        if path.name != "kafka_internals.py"
+        for name in private
+        if name in path.read_text()
+    ]
+    assert offenders == []
