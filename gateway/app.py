@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from aiokafka import AIOKafkaConsumer
 
 from sessions.directory import open_directory
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure leaves as Confluent's error body; nothing unexpected escapes as HTML."""
     try:
         return await handler(request)
@@ -70,7 +71,7 @@ async def error_middleware(request: web.Request, handler: web.Handler) -> web.St
 
 
 @web.middleware
-async def forwarded_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def forwarded_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Mark requests another replica forwarded; refuse any whose signature does not verify."""
     if HEADER in request.headers:
         request[FORWARDED] = await verify(request, request.app[CONFIG].cluster_secret)

@@ -33,7 +33,9 @@ async def read_json(request: web.Request) -> Any:
         raise bad_request(f"Malformed JSON: {exc}") from None
 
 
-def expect_object(value: Any, allowed: Collection[str], what: str = "request body") -> dict:
+def expect_object(
+    value: Any, allowed: Collection[str], what: str = "request body"
+) -> dict[str, Any]:
     """``value`` as a JSON object with only ``allowed`` keys (422 names the first stranger)."""
     if not isinstance(value, dict):
         raise bad_request(
@@ -78,7 +80,7 @@ def as_str(value: Any, name: str) -> str | None:
     )
 
 
-def as_list(value: Any, name: str) -> list | None:
+def as_list(value: Any, name: str) -> list[Any] | None:
     if value is None or isinstance(value, list):
         return value
     raise bad_request(

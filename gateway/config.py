@@ -451,4 +451,5 @@ def from_properties(props: Mapping[str, str]) -> Config:
             "cluster.secret: required when session.store.url is a Redis URL "
             "(replicas sign the requests they forward to each other with it)"
         )
-    return Config(**values, **passthrough, unknown_keys=tuple(sorted(unknown)))
+    fields: dict[str, Any] = {**values, **passthrough}
+    return Config(**fields, unknown_keys=tuple(sorted(unknown)))

@@ -25,6 +25,7 @@ from functools import wraps
 
 import aiohttp
 from aiohttp import web
+from yarl import URL
 
 from sessions.router import Forward
 
@@ -91,7 +92,9 @@ async def verify(request: web.Request, secret: str) -> bool:
         raise refused("signature expired")
     body = await request.read()
     expected = signature(secret, ts, request.method, request.path_qs, body)
-    if not hmac.compare_digest(expected, sig):
+    # Bytes, not str: a client can send any header bytes, and compare_digest refuses
+    # non-ASCII text with a TypeError (a 500) where a bad signature is a 403.
+    if not hmac.compare_digest(expected.encode(), sig.encode("utf-8", "surrogateescape")):
         raise refused("bad signature")
     return True
 
@@ -153,7 +156,9 @@ class Forwarder:
         try:
             async with self._session.request(
                 request.method,
-                owner_url.rstrip("/") + request.path_qs,
+                # encoded=True: the path goes out byte for byte as received and signed
+                # (yarl would otherwise normalise it, e.g. %7E -> ~, and break the signature).
+                URL(owner_url.rstrip("/") + request.path_qs, encoded=True),
                 data=body if body else None,
                 headers=headers,
                 timeout=timeout,

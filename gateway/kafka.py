@@ -35,7 +35,7 @@ def kafka_kwargs(settings: Mapping[str, str], cls: type, *, source: str) -> dict
     A setting aiokafka has no equivalent for is logged and dropped rather than failing
     start-up: migrated Confluent files carry many JVM-only keys.
     """
-    params = inspect.signature(cls.__init__).parameters
+    params = inspect.signature(cls).parameters
     out: dict[str, Any] = {}
     for key, raw in settings.items():
         name = _RENAMES.get(key, key.replace(".", "_").replace("-", "_"))

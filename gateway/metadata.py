@@ -92,13 +92,16 @@ async def get_topic(request: web.Request) -> web.Response:
     async with _kafka_deadline(request):
         admin = await request.app[KAFKA].admin()
         # Both round trips at once; the describe result decides a 404 before configs matter.
-        topic, configs = await asyncio.gather(
+        described: dict[str, Any] | BaseException
+        configured: dict[str, str | None] | BaseException
+        described, configured = await asyncio.gather(
             _describe_topic(admin, name), _topic_configs(admin, name), return_exceptions=True
         )
-    for outcome in (topic, configs):
-        if isinstance(outcome, BaseException):
-            raise outcome
-    return _json({"name": name, "configs": configs, "partitions": _partitions(topic)})
+    if isinstance(described, BaseException):
+        raise described
+    if isinstance(configured, BaseException):
+        raise configured
+    return _json({"name": name, "configs": configured, "partitions": _partitions(described)})
 
 
 async def list_partitions(request: web.Request) -> web.Response:
@@ -159,7 +162,8 @@ async def _describe_topic(admin: AIOKafkaAdminClient, name: str) -> dict[str, An
             raise topic_not_found(f"Topic {name} not found.")
         if code:
             raise _kafka_failure(for_code(code)())
-        return topic
+        found: dict[str, Any] = topic
+        return found
     raise topic_not_found(f"Topic {name} not found.")
 
 

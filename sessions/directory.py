@@ -187,7 +187,7 @@ class RedisDirectory:
         """Write ``record`` if the stored (owner, epoch) is ``expect`` (default: the record's)."""
         key = self._key(record.group, record.name)
         owner, epoch = expect or (record.owner, record.epoch)
-        args = [owner, epoch, record.dumps(), ttl_ms]
+        args: list[str | int | bytes] = [owner, epoch, record.dumps(), ttl_ms]
         return bool(await self._call(self._update(keys=[key], args=args)))
 
     async def claim(

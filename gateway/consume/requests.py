@@ -104,7 +104,7 @@ def parse_create(
     )
 
 
-def _either(body: dict, key: str, alias: str) -> Any:
+def _either(body: dict[str, Any], key: str, alias: str) -> Any:
     return body[key] if body.get(key) is not None else body.get(alias)
 
 
@@ -194,18 +194,18 @@ def required_body(body: Any) -> Any:
     return body
 
 
-def _list(body: dict, key: str) -> list:
+def _list(body: dict[str, Any], key: str) -> list[Any]:
     return as_list(body.get(key), key) or []
 
 
-def _required_int(item: dict, key: str) -> int:
+def _required_int(item: dict[str, Any], key: str) -> int:
     value = as_int(item.get(key), key)
     if value is None:
         raise unprocessable(f"{key} may not be null")
     return value
 
 
-def _tp(item: dict) -> TopicPartition:
+def _tp(item: dict[str, Any]) -> TopicPartition:
     topic = as_str(item.get("topic"), "topic")
     if not topic:
         raise unprocessable("topic may not be empty")
@@ -215,7 +215,7 @@ def _tp(item: dict) -> TopicPartition:
     return TopicPartition(topic, partition)
 
 
-def parse_partitions(body: dict) -> list[TopicPartition]:
+def parse_partitions(body: dict[str, Any]) -> list[TopicPartition]:
     raw = body.get("partitions")
     if raw is None:
         raise unprocessable("partitions may not be null")

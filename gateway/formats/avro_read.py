@@ -161,7 +161,7 @@ class ReaderBuilder(NamedTypeBuilder[Reader]):
             return self._array(t)
         return self._map_of(self.build(t["values"]))
 
-    def _enum(self, t: dict) -> Reader:
+    def _enum(self, t: dict[str, Any]) -> Reader:
         symbols = list(t["symbols"])
 
         def read(b: Buf) -> Any:
@@ -172,11 +172,11 @@ class ReaderBuilder(NamedTypeBuilder[Reader]):
 
         return read
 
-    def _fixed(self, t: dict) -> Reader:
+    def _fixed(self, t: dict[str, Any]) -> Reader:
         size = t["size"]
         return lambda b: _read_raw(b, size).decode("latin-1")
 
-    def _record(self, t: dict) -> Reader:
+    def _record(self, t: dict[str, Any]) -> Reader:
         fields = [(f["name"], self.build(f["type"])) for f in t["fields"]]
 
         def read(b: Buf) -> Any:
@@ -184,7 +184,7 @@ class ReaderBuilder(NamedTypeBuilder[Reader]):
 
         return read
 
-    def _array(self, t: dict) -> Reader:
+    def _array(self, t: dict[str, Any]) -> Reader:
         item = self.build(t["items"])
 
         def read(b: Buf) -> Any:
@@ -207,7 +207,7 @@ class ReaderBuilder(NamedTypeBuilder[Reader]):
 
         return read
 
-    def _union(self, branches: list, *, wrap: bool) -> Reader:
+    def _union(self, branches: list[Any], *, wrap: bool) -> Reader:
         labels = [self.types.label(x) for x in branches]
         readers = [self.build(x) for x in branches]
         count = len(branches)

@@ -97,7 +97,8 @@ class Types:
             return resolved
         if isinstance(resolved, list):
             raise SchemaError("Unions may not immediately contain other unions")
-        return resolved.get("name") or resolved["type"]
+        name: str = resolved.get("name") or resolved["type"]
+        return name
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -112,7 +113,7 @@ class NamedTypeBuilder(Generic[F]):
         self.types = types
         self.memo: dict[str, F] = {}
 
-    def _named(self, t: dict) -> F:
+    def _named(self, t: dict[str, Any]) -> F:
         name = t["name"]
         if name in self.memo:
             return self.memo[name]
@@ -129,11 +130,11 @@ class NamedTypeBuilder(Generic[F]):
         self.memo[name] = real
         return real
 
-    def _enum(self, t: dict) -> F:
+    def _enum(self, t: dict[str, Any]) -> F:
         raise NotImplementedError
 
-    def _fixed(self, t: dict) -> F:
+    def _fixed(self, t: dict[str, Any]) -> F:
         raise NotImplementedError
 
-    def _record(self, t: dict) -> F:
+    def _record(self, t: dict[str, Any]) -> F:
         raise NotImplementedError

@@ -146,7 +146,7 @@ class DatumBuilder(NamedTypeBuilder[ToDatum]):
             return self._array(t)
         return self._map(t)
 
-    def _enum(self, t: dict) -> ToDatum:
+    def _enum(self, t: dict[str, Any]) -> ToDatum:
         symbols = frozenset(t["symbols"])
         name = t["name"]
 
@@ -159,7 +159,7 @@ class DatumBuilder(NamedTypeBuilder[ToDatum]):
 
         return conv
 
-    def _fixed(self, t: dict) -> ToDatum:
+    def _fixed(self, t: dict[str, Any]) -> ToDatum:
         size = t["size"]
 
         def conv(v: Any) -> Any:
@@ -170,7 +170,7 @@ class DatumBuilder(NamedTypeBuilder[ToDatum]):
 
         return conv
 
-    def _record(self, t: dict) -> ToDatum:
+    def _record(self, t: dict[str, Any]) -> ToDatum:
         fields = []
         known: set[str] = set()
         for f in t["fields"]:
@@ -204,7 +204,7 @@ class DatumBuilder(NamedTypeBuilder[ToDatum]):
 
         return conv
 
-    def _array(self, t: dict) -> ToDatum:
+    def _array(self, t: dict[str, Any]) -> ToDatum:
         item = self.build(t["items"])
 
         def conv(v: Any) -> Any:
@@ -221,7 +221,7 @@ class DatumBuilder(NamedTypeBuilder[ToDatum]):
 
         return conv
 
-    def _map(self, t: dict) -> ToDatum:
+    def _map(self, t: dict[str, Any]) -> ToDatum:
         value = self.build(t["values"])
 
         def conv(v: Any) -> Any:
@@ -238,7 +238,7 @@ class DatumBuilder(NamedTypeBuilder[ToDatum]):
 
         return conv
 
-    def _union(self, branches: list) -> ToDatum:
+    def _union(self, branches: list[Any]) -> ToDatum:
         by_label: dict[str, tuple[str, ToDatum]] = {}
         short: dict[str, list[str]] = {}
         for b in branches:

@@ -47,7 +47,8 @@ def compile_schema(schema: str, references: Mapping[str, str] | None = None) -> 
         resources[name] = resource
         if isinstance(ref, dict) and isinstance(ref.get("$id"), str):
             resources[ref["$id"]] = resource
-    registry: Registry[Any] = Registry(retrieve=_by_name(resources)).with_resources(
+    # referencing's attrs classes take these keywords; its annotations hide them from mypy.
+    registry: Registry[Any] = Registry(retrieve=_by_name(resources)).with_resources(  # type: ignore[call-arg]
         resources.items()
     )
     return JsonSchemaCodec(cls(document, registry=registry, format_checker=cls.FORMAT_CHECKER))
@@ -95,6 +96,6 @@ def _by_name(resources: Mapping[str, Resource[Any]]) -> Any:
         for name, resource in resources.items():
             if uri.endswith("/" + name) or uri.rstrip("#") == name:
                 return resource
-        raise NoSuchResource(ref=uri)
+        raise NoSuchResource(ref=uri)  # type: ignore[call-arg]
 
     return retrieve

@@ -75,7 +75,8 @@ class ProtobufCodec:
             json_format.ParseDict(value, message)
         except json_format.ParseError as exc:
             raise DataError(str(exc)) from None
-        return _FIRST_MESSAGE + message.SerializeToString()
+        data: bytes = message.SerializeToString()
+        return _FIRST_MESSAGE + data
 
     def decode(self, payload: bytes | memoryview) -> Any:
         indexes, used = decode_indexes(payload)
@@ -142,7 +143,7 @@ def _repeated(field: Any) -> bool:
     flag = getattr(field, "is_repeated", None)
     if flag is not None:
         return bool(flag)
-    return field.label == field.LABEL_REPEATED  # protobuf before 6.x
+    return bool(field.label == field.LABEL_REPEATED)  # protobuf before 6.x
 
 
 # --- protoc -------------------------------------------------------------------------------------

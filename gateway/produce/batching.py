@@ -117,7 +117,7 @@ def pack(
                 sticky = random.choice(choices)
             partition = sticky
         elif partition is None:
-            partition = partitioner(key, everything, available)
+            partition = partitioner(key or b"", everything, available)
         # The common case, inline: the partition's open batch has room.
         batch = open_batch(partition)
         if batch is not None:

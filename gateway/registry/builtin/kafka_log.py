@@ -139,7 +139,7 @@ class SchemaLog:
             raise timed_out(f"writing to the schema store (topic {self.topic})") from None
         except (KafkaError, OSError) as exc:
             raise store_error(f"writing to topic {self.topic} failed: {describe(exc)}") from exc
-        return meta.offset
+        return int(meta.offset)
 
     # --- the reader task ---------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..client import Reference  # one definition for the client and the registry
+from ..client import Reference as Reference  # one definition for client and registry
 
 AVRO = "AVRO"
 JSON = "JSON"

@@ -216,7 +216,9 @@ class RegistryService:
                 if any(r.subject != subject for r in referrers):
                     raise errors.reference_exists(subject, v.version)
             if permanent:
-                writes = [wire.encode_tombstone(subject, v.version) for v in reversed(every)]
+                writes: list[tuple[bytes, bytes | None]] = [
+                    wire.encode_tombstone(subject, v.version) for v in reversed(every)
+                ]
                 if self.state.configured_level(subject) is not None:
                     writes.append(wire.encode_config(subject, None))
                 await self._write(writes)

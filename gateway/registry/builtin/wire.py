@@ -116,13 +116,13 @@ def decode(key: bytes | None, value: bytes | None) -> Record | None:
             return SchemaTombstone(subject, version)
         return _schema_value(_object(value, "value"), subject, version)
     if keytype == "CONFIG":
-        subject = k.get("subject")
-        if subject is not None and not isinstance(subject, str):
+        scope = k.get("subject")  # None: the global level
+        if scope is not None and not isinstance(scope, str):
             raise BadRecord("CONFIG key with a non-string subject")
         if value is None:
-            return ConfigRecord(subject, None)
+            return ConfigRecord(scope, None)
         level = _object(value, "value").get("compatibilityLevel")
-        return ConfigRecord(subject, str(level).upper() if level is not None else None)
+        return ConfigRecord(scope, str(level).upper() if level is not None else None)
     if keytype == "DELETE_SUBJECT":
         if value is None:
             return None
