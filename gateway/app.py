@@ -22,19 +22,19 @@ from sessions.instance import ConsumerInstance, InstanceSpec
 from sessions.local import InstanceFactory
 from sessions.router import InstanceRouter
 
-from . import metadata
+from . import metadata, openapi
 from .config import Config
 from .consume import routes as consume_routes
 from .context import CONFIG, KAFKA, PRODUCER, RESPONSE_TYPE, SCHEMAS, SESSIONS
 from .errors import GatewayError, error_body, error_response, to_gateway_error
 from .formats.codec import DataError, PayloadError
-from .forwarding import FORWARDED, FORWARDER, HEADER, Forwarder, verify
+from .forwarding import FORWARDED, FORWARDER, HEADER, LEGACY_HEADER, Forwarder
 from .kafka import KafkaClients, kafka_kwargs
-from .media import NotAcceptable
 from .produce import routes as produce_routes
 from .produce.sender import ProducerGate
 from .registry import builtin
 from .registry.schemas import Schemas
+from .topics import client_topic_filter
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except (SessionError, DataError, PayloadError) as exc:
         mapped = to_gateway_error(exc)
         return error_response(mapped, request.get(RESPONSE_TYPE, "application/json"))
-    except NotAcceptable:
-        return web.Response(status=406)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -72,9 +70,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 @web.middleware
 async def forwarded_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Mark requests another replica forwarded; refuse any whose signature does not verify."""
-    if HEADER in request.headers:
-        request[FORWARDED] = await verify(request, request.app[CONFIG].cluster_secret)
+    """Mark requests another replica forwarded; refuse any whose signature does not verify,
+    that was addressed to another node, or that this node has already seen."""
+    if HEADER in request.headers or LEGACY_HEADER in request.headers:
+        node_id = request.app[SESSIONS].node_id
+        request[FORWARDED] = await request.app[FORWARDER].verify(request, node_id)
     return await handler(request)
 
 
@@ -95,7 +95,11 @@ class Component(Protocol):
 
 def build_app(config: Config) -> web.Application:
     app = web.Application(
-        middlewares=[error_middleware, forwarded_middleware], client_max_size=64 * 1024 * 1024
+        middlewares=[error_middleware, forwarded_middleware],
+        client_max_size=64 * 1024 * 1024,
+        # aiohttp keeps an idle connection for an hour by default; here, and not in serve(),
+        # so every runner of this app (tests included) closes idle connections the same way.
+        handler_args={"keepalive_timeout": config.idle_timeout_ms / 1000},
     )
     app[CONFIG] = config
 
@@ -117,6 +121,8 @@ def build_app(config: Config) -> web.Application:
         instance_timeout_ms=config.consumer_instance_timeout_ms,
         lease_ms=config.node_lease_ms,
         drain_timeout_ms=config.shutdown_timeout_ms,
+        max_instances=config.consumer_instances_max,
+        max_cluster_instances=config.consumer_instances_cluster_max,
     )
     lifecycle: list[Component] = [kafka, forwarder]
     if registry is not None:
@@ -134,6 +140,7 @@ def build_app(config: Config) -> web.Application:
         app[builtin.REGISTRY] = registry
 
     app.router.add_get("/readyz", readyz)
+    openapi.add_routes(app, builtin_registry=registry is not None)
     metadata.add_routes(app)
     produce_routes.add_routes(app)
     consume_routes.add_routes(app)
@@ -159,6 +166,7 @@ def instance_factory(config: Config) -> InstanceFactory:
     settings = kafka_kwargs(config.consumer_settings(), AIOKafkaConsumer, source="consumer")
     interval = int(settings.pop("auto_commit_interval_ms", 5000))
     settings.pop("enable_auto_commit", None)  # per instance: auto.commit.enable
+    allowed = client_topic_filter(config)
 
     def build(spec: InstanceSpec) -> ConsumerInstance:
         return ConsumerInstance(
@@ -168,6 +176,7 @@ def instance_factory(config: Config) -> InstanceFactory:
             instance_timeout_ms=config.consumer_instance_timeout_ms,
             kafka_timeout_ms=config.kafka_timeout_ms,
             auto_commit_interval_ms=interval,
+            topic_allowed=allowed,
         )
 
     return build

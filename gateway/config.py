@@ -93,15 +93,43 @@ def _listeners(value: str) -> tuple[Listener, ...]:
 def _session_store(value: str) -> str:
     v = value.strip()
     if not (v.startswith(("redis://", "rediss://", "unix://")) or v == "memory://"):
-        raise ValueError(f"{value!r} must be memory:// or a redis:// / rediss:// URL")
+        raise ValueError(f"{redact(value)!r} must be memory:// or a redis:// / rediss:// URL")
     return v
 
 
 def _url_or_empty(value: str) -> str:
     v = value.strip()
     if v and urlsplit(v).scheme not in ("http", "https"):
-        raise ValueError(f"{value!r} is not an http(s) URL")
+        raise ValueError(f"{redact(value)!r} is not an http(s) URL")
     return v
+
+
+# The user info of a URL (up to the authority's last "@"), anchored at its start or a "/" so
+# that a mistyped URL ("redis:/:pw@host") is masked as well as a valid one.
+_USERINFO = re.compile(r"(^|/)([^/?#]*)@")
+_SECRET_PARAM = re.compile(r"(?i)([?&][^=&#]*(?:pass|secret|token|auth)[^=&#]*=)[^&#]*")
+
+
+def redact(value: str) -> str:
+    """``value`` safe to log or echo: URL passwords and secret-looking query values masked.
+
+    ``redis://:pw@host:6379/0`` -> ``redis://:***@host:6379/0``, ``http://u:pw@h`` ->
+    ``http://u:***@h``; user info without a password may itself be a token, so it goes too.
+    """
+
+    def userinfo(m: re.Match[str]) -> str:
+        user, sep, _ = m.group(2).partition(":")
+        return f"{m.group(1)}{user + ':***' if sep else '***'}@"
+
+    return _SECRET_PARAM.sub(r"\1***", _USERINFO.sub(userinfo, value))
+
+
+def _topic_names(value: str) -> tuple[str, ...]:
+    names = tuple(sorted({v.strip() for v in value.split(",") if v.strip()}))
+    if any(n.lower() in ("true", "false") for n in names):
+        # A boolean here reads as "allow them all" but would allow a topic named "true".
+        raise ValueError(f"{value!r}: list topic names, or * for all")
+    return names
 
 
 # --- the declarations -------------------------------------------------------------------------
@@ -152,6 +180,28 @@ class Config:
     )
     consumer_request_timeout_ms: int = _setting(
         "consumer.request.timeout.ms", 1_000, _int(0), "longest wait of a records read"
+    )
+    # Each instance is a live Kafka consumer (connections, a fetcher task, buffers): a client
+    # that creates instances in a loop must meet a clear limit, not exhaust the replica.
+    consumer_instances_max: int = _setting(
+        "consumer.instances.max",
+        1_000,
+        _int(1),
+        "consumer instances one replica holds at most (beyond: 503 50303, another may have room)",
+    )
+    consumer_instances_cluster_max: int = _setting(
+        "consumer.instances.cluster.max",
+        10_000,
+        _int(0),
+        "consumer instances the whole cluster holds at most (beyond: 429 42901; 0: no limit)",
+    )
+    # 5 minutes: the default idle timeout of an instance, which a single read should not
+    # outlast, and far above any long poll a client behind a proxy can hold open.
+    consumer_request_timeout_max_ms: int = _setting(
+        "consumer.request.timeout.max.ms",
+        300_000,
+        _int(1, 2**31 - 1),
+        "longest wait of any read: a create request asking for a longer `consumer.request.timeout.ms` gets 422",
     )
     consumer_request_max_bytes: int = _setting(
         "consumer.request.max.bytes", 67_108_864, _int(1), "cap on `max_bytes` of a records read"
@@ -210,6 +260,20 @@ class Config:
     shutdown_timeout_ms: int = _setting(
         "shutdown.timeout.ms", 15_000, _int(0), "bound on the drain"
     )
+    http_header_read_timeout_ms: int = _setting(
+        "http.header.read.timeout.ms",
+        10_000,
+        _int(1),
+        "a request's headers must arrive within this of its first byte (or of connecting),"
+        " else 408 and the connection is closed",
+    )
+    idle_timeout_ms: int = _setting(
+        "idle.timeout.ms",
+        75_000,
+        _int(1),
+        "an idle keep-alive connection is closed after this; keep it above the load balancer's"
+        " idle timeout (and above 30 s, how long replicas keep theirs to each other)",
+    )
     schema_registry_url: str = _setting(
         "schema.registry.url",
         "http://localhost:8081",
@@ -234,6 +298,13 @@ class Config:
         "_schemas",
         _text,
         "compacted topic the built-in registry keeps its schemas in (Confluent's format)",
+    )
+    topics_internal_allowed: tuple[str, ...] = _setting(
+        "topics.internal.allowed",
+        (),
+        _topic_names,
+        "protected topics (`schema.registry.topic` and Kafka's `__*`) clients may still produce"
+        " to and consume from: comma-separated names, or `*` for all",
     )
     producer: Mapping[str, str] = field(default_factory=dict)
     consumer: Mapping[str, str] = field(default_factory=dict)
@@ -316,7 +387,7 @@ def render_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, tuple):
-        return ",".join(lst.url for lst in value)
+        return ",".join(v.url if isinstance(v, Listener) else str(v) for v in value)
     return "" if value is None else str(value)
 
 
@@ -445,6 +516,15 @@ def from_properties(props: Mapping[str, str]) -> Config:
         lst = values["listeners"][0]
         host = "127.0.0.1" if lst.host in ("0.0.0.0", "", "::") else lst.host
         values["schema_registry_url"] = f"{lst.scheme}://{host}:{lst.port}"
+    wait = values.get("consumer_request_timeout_ms", KEYS["consumer.request.timeout.ms"].default)
+    max_wait = values.get(
+        "consumer_request_timeout_max_ms", KEYS["consumer.request.timeout.max.ms"].default
+    )
+    if wait > max_wait:
+        raise ConfigError(
+            f"consumer.request.timeout.ms: {wait} is above consumer.request.timeout.max.ms "
+            f"({max_wait})"
+        )
     store = values.get("session_store_url", KEYS["session.store.url"].default)
     if store != "memory://" and not values.get("cluster_secret"):
         raise ConfigError(

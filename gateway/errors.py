@@ -123,6 +123,12 @@ def to_gateway_error(exc: DomainError) -> GatewayError:
             return GatewayError(409, 40902, message)
         case session_errors.IllegalState():
             return illegal_state(message)
+        case session_errors.TooManyInstances(scope="replica"):
+            return GatewayError(503, 50303, message, retry_after=1)
+        case session_errors.TooManyInstances():
+            return GatewayError(429, 42901, message)
+        case session_errors.InstanceBusy():
+            return GatewayError(429, 42902, message, retry_after=1)
         case session_errors.PoisonRecord():
             return serialization_error(message)
         case session_errors.StoreUnavailable():

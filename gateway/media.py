@@ -2,8 +2,13 @@
 
 Existing v2 clients depend on the exact 415 / 406 behaviour of Confluent's JAX-RS resources,
 so negotiation is modelled on it: a Content-Type outside the resource's list is 415 even on a
-GET, an Accept nothing offered satisfies is 406 with no body, and among matches the client's
-``q`` wins first, then the server weight ``qs``.
+GET, an Accept nothing offered satisfies is 406, and among matches the client's ``q`` wins
+first, then the server weight ``qs``.
+
+Two deliberate departures, both for clients Jersey would turn away: ``Accept:
+application/json`` is honoured on every endpoint that answers JSON (real clients such as
+kafka-mcp send it, and the body is JSON either way), and a 406 carries an error body like
+every other error instead of Jersey's empty one.
 """
 
 from __future__ import annotations
@@ -38,9 +43,13 @@ METADATA_CONSUMES = frozenset({V2})
 PRODUCE_CONSUMES = frozenset(EMBEDDED)
 CONSUMERS_CONSUMES = frozenset({*EMBEDDED, V2})
 
+# Offered everywhere below Confluent's own types, so it is chosen only for a client that asks
+# for plain JSON (alone or with a higher q), never for ``*/*``, ``application/*`` or no Accept.
+_PLAIN_JSON = (JSON, 0.01)
+
 # What they offer, with Confluent's server weights.
-V2_ONLY: tuple[tuple[str, float], ...] = ((V2, 1.0),)
-V2_LOW: tuple[tuple[str, float], ...] = ((V2, 0.9),)
+V2_ONLY: tuple[tuple[str, float], ...] = ((V2, 1.0), _PLAIN_JSON)
+V2_LOW: tuple[tuple[str, float], ...] = ((V2, 0.9), _PLAIN_JSON)
 CONSUMERS_OFFER: tuple[tuple[str, float], ...] = (
     (V2, 0.9),
     (BINARY, 0.1),
@@ -48,8 +57,11 @@ CONSUMERS_OFFER: tuple[tuple[str, float], ...] = (
     (AVRO, 0.1),
     (JSONSCHEMA, 0.1),
     (PROTOBUF, 0.1),
+    _PLAIN_JSON,
 )
 # GET .../records: each offered type is one read method (binary wins ties: weight 1.0).
+# Plain JSON names no embedded format, so it reads with the instance's own one: the client
+# only said it wants JSON, and every read answers JSON.
 RECORDS_OFFER: tuple[tuple[str, float], ...] = (
     (BINARY, 1.0),
     (V2, 0.9),
@@ -57,6 +69,7 @@ RECORDS_OFFER: tuple[tuple[str, float], ...] = (
     (AVRO, 0.1),
     (JSONSCHEMA, 0.1),
     (PROTOBUF, 0.1),
+    _PLAIN_JSON,
 )
 
 
@@ -64,8 +77,16 @@ def unsupported_media_type() -> GatewayError:
     return GatewayError(415, 415, "HTTP 415 Unsupported Media Type")
 
 
-class NotAcceptable(Exception):
-    """406 with no body and no Content-Type, exactly as Jersey answers it."""
+class NotAcceptable(GatewayError):
+    """No offered type satisfies the Accept header.
+
+    Jersey answers this with an empty body; we send the usual error body (as
+    ``application/json``, the one type every HTTP client can show), since a client that
+    cannot tell why it was refused is left guessing at its headers.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(406, 406, "HTTP 406 Not Acceptable")
 
 
 def base_type(value: str | None) -> str:

@@ -14,16 +14,17 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaError, for_code
+from aiokafka.errors import KafkaError, LeaderNotAvailableError, for_code
 from aiokafka.protocol.metadata import MetadataRequest
+from aiokafka.protocol.offset import OffsetRequest
 
 from sessions import kafka_internals
 
 from .body import as_str, expect_object, read_json
-from .context import CONFIG, KAFKA
+from .context import CONFIG, KAFKA, RESPONSE_TYPE
 from .errors import (
     GatewayError,
     describe,
@@ -32,22 +33,20 @@ from .errors import (
     partition_not_found,
     topic_not_found,
 )
-from .kafka import kafka_kwargs
-from .media import METADATA_CONSUMES, V2, V2_LOW, V2_ONLY, check_content_type, respond_as
+from .media import METADATA_CONSUMES, V2_LOW, V2_ONLY, check_content_type, respond_as
 from .paths import PARTITION, path_partition
 
 # Kafka's codes for "no such topic" (3) and "not a legal topic name" (17): a name that cannot
 # exist is as absent as one that does not, so both are 404 40403.
 _NO_SUCH_TOPIC = frozenset({3, 17})
 
-# Settings for the short-lived offset-lookup consumers, translated once at start-up.
-_LOOKUP_KWARGS: web.AppKey[dict[str, Any]] = web.AppKey("metadata_lookup_kwargs")
+# ListOffsets' special timestamps (the log start and the log end) and isolation level
+# (read_uncommitted: the log end, as Java's listOffsets gives it by default).
+_EARLIEST, _LATEST = -2, -1
+_READ_UNCOMMITTED = 0
 
 
 def add_routes(app: web.Application) -> None:
-    # Only ``client.*`` (security, client.id): ``consumer.*`` settings such as an isolation
-    # level are meant for consumer instances and would change what end_offset means.
-    app[_LOOKUP_KWARGS] = kafka_kwargs(app[CONFIG].client, AIOKafkaConsumer, source="client")
     app.router.add_get("/", root)
     app.router.add_post("/", root)
     app.router.add_get("/topics", list_topics)
@@ -72,7 +71,7 @@ async def root(request: web.Request) -> web.Response:
                 expect_object(body, ())  # raises the Jackson-style 400
             for name, value in body.items():
                 as_str(value, name)
-    return _json({})
+    return _json(request, {})
 
 
 async def list_topics(request: web.Request) -> web.Response:
@@ -82,7 +81,7 @@ async def list_topics(request: web.Request) -> web.Response:
     async with _kafka_deadline(request):
         admin = await request.app[KAFKA].admin()
         topics = await admin.describe_topics()
-    return _json(sorted(t["topic"] for t in topics if not _internal(t)))
+    return _json(request, sorted(t["topic"] for t in topics if not _internal(t)))
 
 
 async def get_topic(request: web.Request) -> web.Response:
@@ -101,7 +100,9 @@ async def get_topic(request: web.Request) -> web.Response:
         raise described
     if isinstance(configured, BaseException):
         raise configured
-    return _json({"name": name, "configs": configured, "partitions": _partitions(described)})
+    return _json(
+        request, {"name": name, "configs": configured, "partitions": _partitions(described)}
+    )
 
 
 async def list_partitions(request: web.Request) -> web.Response:
@@ -110,7 +111,7 @@ async def list_partitions(request: web.Request) -> web.Response:
     async with _kafka_deadline(request):
         admin = await request.app[KAFKA].admin()
         topic = await _describe_topic(admin, request.match_info["topic"])
-    return _json(_partitions(topic))
+    return _json(request, _partitions(topic))
 
 
 async def get_partition(request: web.Request) -> web.Response:
@@ -120,7 +121,7 @@ async def get_partition(request: web.Request) -> web.Response:
     async with _kafka_deadline(request):
         admin = await request.app[KAFKA].admin()
         topic = await _describe_topic(admin, request.match_info["topic"])
-    return _json(_find_partition(topic, partition))
+    return _json(request, _find_partition(topic, partition))
 
 
 async def get_offsets(request: web.Request) -> web.Response:
@@ -131,9 +132,8 @@ async def get_offsets(request: web.Request) -> web.Response:
     name = request.match_info["topic"]
     async with _kafka_deadline(request):
         admin = await request.app[KAFKA].admin()
-        _find_partition(await _describe_topic(admin, name), partition)
-        beginning, end = await _offsets(request, TopicPartition(name, partition))
-    return _json({"beginning_offset": beginning, "end_offset": end})
+        beginning, end = await _offsets(admin, TopicPartition(name, partition))
+    return _json(request, {"beginning_offset": beginning, "end_offset": end})
 
 
 async def list_brokers(request: web.Request) -> web.Response:
@@ -142,7 +142,7 @@ async def list_brokers(request: web.Request) -> web.Response:
     async with _kafka_deadline(request):
         admin = await request.app[KAFKA].admin()
         cluster = await admin.describe_cluster()
-    return _json({"brokers": sorted(b["node_id"] for b in cluster["brokers"])})
+    return _json(request, {"brokers": sorted(b["node_id"] for b in cluster["brokers"])})
 
 
 # --- Kafka lookups -------------------------------------------------------------------------
@@ -184,34 +184,50 @@ async def _topic_configs(admin: AIOKafkaAdminClient, name: str) -> dict[str, str
     return configs
 
 
-async def _offsets(request: web.Request, tp: TopicPartition) -> tuple[int, int]:
-    # aiokafka's admin client has no ListOffsets; a consumer without a group is the public
-    # way to ask. It lives for one request: this endpoint is not a hot path, and nothing
-    # long-lived is left to reconnect or leak when Kafka comes and goes.
-    config = request.app[CONFIG]
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=config.bootstrap_servers,
-        enable_auto_commit=False,
-        request_timeout_ms=config.kafka_timeout_ms,
-        **request.app[_LOOKUP_KWARGS],
-    )
-    try:
-        await consumer.start()
-        beginning, end = await asyncio.gather(
-            consumer.beginning_offsets([tp]), consumer.end_offsets([tp])
-        )
-    finally:
-        # Shielded and bounded: a deadline that fires mid-start must still close the sockets.
-        await asyncio.shield(_stop(consumer, config.kafka_timeout_ms))
-    return beginning[tp], end[tp]
+async def _offsets(admin: AIOKafkaAdminClient, tp: TopicPartition) -> tuple[int, int]:
+    """(log start, log end) of ``tp``, asked of its leader through the shared admin client.
+
+    aiokafka's admin client has no ListOffsets, so the request is sent raw. Not a consumer:
+    one built per request cost a bootstrap and a metadata round trip per call (and sockets a
+    flood of calls could pile up), and a shared one would add every topic ever asked about to
+    its metadata refreshes, for good.
+
+    A leader that is moving (or, just after the topic was created, not serving it yet) answers
+    with a retriable error: the leader is looked up again and asked again, within the
+    request's deadline, as a consumer's own offset lookup does.
+    """
+    delay = 0.05
+    while True:
+        leader = _find_partition(await _describe_topic(admin, tp.topic), tp.partition)["leader"]
+        try:
+            if leader < 0:
+                raise LeaderNotAvailableError(f"partition {tp.partition} of {tp.topic}")
+            beginning, end = await asyncio.gather(
+                _list_offset(admin, tp, leader, _EARLIEST), _list_offset(admin, tp, leader, _LATEST)
+            )
+        except KafkaError as exc:
+            if not exc.retriable:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        else:
+            return beginning, end
 
 
-async def _stop(consumer: AIOKafkaConsumer, timeout_ms: int) -> None:
-    try:
-        async with asyncio.timeout(timeout_ms / 1000):
-            await consumer.stop()
-    except Exception:  # TimeoutError included
-        pass  # best effort: the lookup already has (or has given up on) its answer
+async def _list_offset(admin: AIOKafkaAdminClient, tp: TopicPartition, leader: int, at: int) -> int:
+    # One partition per request: Kafka refuses a request that names a partition twice.
+    request = OffsetRequest(-1, _READ_UNCOMMITTED, [(tp.topic, [(tp.partition, at)])])
+    response = await kafka_internals.admin_request(admin, request, leader)
+    for topic in response.to_object()["topics"]:
+        for p in topic["partitions"]:
+            if topic["topic"] != tp.topic or p["partition"] != tp.partition:
+                continue
+            code = p["error_code"]
+            if code:  # a vanished topic is found by the next describe; others are Kafka's
+                raise for_code(code)()
+            offset: int = p["offset"] if "offset" in p else p["offsets"][0]  # v1+ / v0
+            return offset
+    raise kafka_unavailable(f"no offset for partition {tp.partition} of {tp.topic} in the answer")
 
 
 # --- shaping -------------------------------------------------------------------------------
@@ -246,8 +262,8 @@ def _find_partition(topic: dict[str, Any], partition: int) -> dict[str, Any]:
     raise partition_not_found()
 
 
-def _json(value: Any) -> web.Response:
-    return web.Response(body=orjson.dumps(value), content_type=V2)
+def _json(request: web.Request, value: Any) -> web.Response:
+    return web.Response(body=orjson.dumps(value), content_type=request[RESPONSE_TYPE])
 
 
 # --- failure mapping -----------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from .errors import StoreUnavailable
+from .errors import StoreUnavailable, TooManyInstances
 
 __all__ = [
     "Directory",
@@ -42,6 +42,8 @@ class InstanceRecord:
     # {"topics": [...]} | {"pattern": "..."} | {"partitions": [[t, p], ...]} | {}
     subscription: dict[str, Any] = field(default_factory=dict)
     positions: dict[str, int] = field(default_factory=dict)  # "topic:partition" -> offset
+    # The group's committed offset of each saved position at drain time (see Handover).
+    baseline: dict[str, int] = field(default_factory=dict)
     # Fields written by a newer version of the gateway: kept and written back untouched, so
     # two versions can share one directory during a rolling upgrade.
     extra: dict[str, Any] = field(default_factory=dict)
@@ -57,7 +59,7 @@ class InstanceRecord:
         return cls(**known, extra=doc)
 
 
-_FIELDS = ("group", "name", "owner", "epoch", "spec", "subscription", "positions")
+_FIELDS = ("group", "name", "owner", "epoch", "spec", "subscription", "positions", "baseline")
 
 
 class Directory(Protocol):
@@ -65,7 +67,7 @@ class Directory(Protocol):
 
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
-    async def create(self, record: InstanceRecord, ttl_ms: int) -> bool: ...
+    async def create(self, record: InstanceRecord, ttl_ms: int, limit: int = 0) -> bool: ...
     async def get(self, group: str, name: str) -> InstanceRecord | None: ...
     async def update(
         self, record: InstanceRecord, ttl_ms: int, expect: tuple[str, int] | None = None
@@ -82,6 +84,7 @@ class Directory(Protocol):
     async def delete(self, group: str, name: str, owner: str, epoch: int) -> bool: ...
     async def touch(self, keys: list[tuple[str, str]], ttl_ms: int) -> None: ...
     async def renew_lease(self, node_id: str, url: str, ttl_ms: int) -> bool: ...
+    async def take_over_url(self, url: str, node_id: str, ttl_ms: int) -> str | None: ...
     async def drop_lease(self, node_id: str) -> None: ...
     async def lease(self, node_id: str) -> str | None: ...
 
@@ -95,7 +98,50 @@ def lease_key(prefix: str, node_id: str) -> str:
     return f"{prefix}node:{node_id}"
 
 
+def url_key(prefix: str, url: str) -> str:
+    # Which node last registered this address: a node restarted in place (same node.url,
+    # new node id) finds its dead predecessor here.
+    return f"{prefix}url:{url}"
+
+
 # --- Redis ----------------------------------------------------------------------------------
+
+# The census of live instances is a sorted set: member = record key, score = when the record
+# expires (server time, ms). Expired members are dropped before counting, so a crashed
+# replica's instances stop counting when their records expire. Scores follow create and
+# touch (every served request); an instance only ever claimed or updated since may drop out
+# of the census a little before its record expires, which only makes the cap softer.
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+# Create unless the name is taken (0) or the cluster holds ``limit`` instances already (-1).
+_CREATE = (
+    _NOW
+    + """
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local limit = tonumber(ARGV[3])
+if limit > 0 and redis.call('ZCARD', KEYS[2]) >= limit then return -1 end
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), KEYS[1])
+return 1
+"""
+)
+
+# Refresh the TTL of each record that still exists (KEYS[#KEYS] is the census).
+_TOUCH = (
+    _NOW
+    + """
+local census = KEYS[#KEYS]
+for i = 1, #KEYS - 1 do
+  if redis.call('PEXPIRE', KEYS[i], ARGV[1]) == 1 then
+    redis.call('ZADD', census, 'XX', now + tonumber(ARGV[1]), KEYS[i])
+  end
+end
+return 1
+"""
+)
 
 # Replace the record only while (owner, epoch) still match.
 _UPDATE = """
@@ -125,6 +171,7 @@ local cur = redis.call('GET', KEYS[1])
 if not cur then return 0 end
 local rec = cjson.decode(cur)
 if rec['owner'] ~= ARGV[1] or tonumber(rec['epoch']) ~= tonumber(ARGV[2]) then return 0 end
+redis.call('ZREM', KEYS[2], KEYS[1])
 return redis.call('DEL', KEYS[1])
 """
 
@@ -148,6 +195,9 @@ class RedisDirectory:
         self._update = self._redis.register_script(_UPDATE)
         self._claim = self._redis.register_script(_CLAIM)
         self._delete = self._redis.register_script(_DELETE)
+        self._create = self._redis.register_script(_CREATE)
+        self._touch = self._redis.register_script(_TOUCH)
+        self._census = f"{prefix}census"
 
     async def start(self) -> None:
         try:
@@ -173,9 +223,15 @@ class RedisDirectory:
     def _key(self, group: str, name: str) -> str:
         return record_key(self._prefix, group, name)
 
-    async def create(self, record: InstanceRecord, ttl_ms: int) -> bool:
+    async def create(self, record: InstanceRecord, ttl_ms: int, limit: int = 0) -> bool:
+        """False if the name is taken; :class:`TooManyInstances` if the cluster holds
+        ``limit`` live instances already (0: no limit)."""
         key = self._key(record.group, record.name)
-        return bool(await self._call(self._redis.set(key, record.dumps(), nx=True, px=ttl_ms)))
+        args: list[str | int | bytes] = [record.dumps(), ttl_ms, limit]
+        done = await self._call(self._create(keys=[key, self._census], args=args))
+        if done == -1:
+            raise TooManyInstances(limit, "cluster")
+        return bool(done)
 
     async def get(self, group: str, name: str) -> InstanceRecord | None:
         raw = await self._call(self._redis.get(self._key(group, name)))
@@ -207,15 +263,13 @@ class RedisDirectory:
 
     async def delete(self, group: str, name: str, owner: str, epoch: int) -> bool:
         key = self._key(group, name)
-        return bool(await self._call(self._delete(keys=[key], args=[owner, epoch])))
+        return bool(await self._call(self._delete(keys=[key, self._census], args=[owner, epoch])))
 
     async def touch(self, keys: list[tuple[str, str]], ttl_ms: int) -> None:
         if not keys:
             return
-        pipe = self._redis.pipeline(transaction=False)
-        for group, name in keys:
-            pipe.pexpire(self._key(group, name), ttl_ms)
-        await self._call(pipe.execute())
+        records = [self._key(group, name) for group, name in keys]
+        await self._call(self._touch(keys=[*records, self._census], args=[ttl_ms]))
 
     async def renew_lease(self, node_id: str, url: str, ttl_ms: int) -> bool:
         """Renew; returns False when the lease had lapsed (others may have adopted since)."""
@@ -223,8 +277,25 @@ class RedisDirectory:
         pipe = self._redis.pipeline(transaction=True)
         pipe.exists(key)
         pipe.set(key, url, px=ttl_ms)
-        existed, _ = await self._call(pipe.execute())
+        pipe.set(url_key(self._prefix, url), node_id, px=ttl_ms)
+        existed, _, _ = await self._call(pipe.execute())
         return bool(existed)
+
+    async def take_over_url(self, url: str, node_id: str, ttl_ms: int) -> str | None:
+        """Register ``node_id`` at ``url``; drop the lease of the node that had it before.
+
+        Only one process can listen on an address, so a previous holder is dead: its lease
+        goes now, and its instances are adopted at once instead of after the lease expires.
+        """
+        previous = await self._call(
+            self._redis.set(url_key(self._prefix, url), node_id, px=ttl_ms, get=True)
+        )
+        if isinstance(previous, bytes):
+            previous = previous.decode()
+        if not previous or previous == node_id:
+            return None
+        await self.drop_lease(previous)
+        return str(previous)
 
     async def drop_lease(self, node_id: str) -> None:
         await self._call(self._redis.delete(lease_key(self._prefix, node_id)))
@@ -243,6 +314,7 @@ class MemoryDirectory:
     def __init__(self) -> None:
         self._records: dict[tuple[str, str], tuple[bytes, float]] = {}
         self._leases: dict[str, tuple[str, float]] = {}
+        self._urls: dict[str, str] = {}
 
     async def start(self) -> None:
         return None
@@ -266,9 +338,11 @@ class MemoryDirectory:
             time.monotonic() + ttl_ms / 1000,
         )
 
-    async def create(self, record: InstanceRecord, ttl_ms: int) -> bool:
+    async def create(self, record: InstanceRecord, ttl_ms: int, limit: int = 0) -> bool:
         if self._live((record.group, record.name)) is not None:
             return False
+        if limit > 0 and sum(self._live(k) is not None for k in list(self._records)) >= limit:
+            raise TooManyInstances(limit, "cluster")
         self._put(record, ttl_ms)
         return True
 
@@ -316,7 +390,16 @@ class MemoryDirectory:
     async def renew_lease(self, node_id: str, url: str, ttl_ms: int) -> bool:
         existed = self._leases.get(node_id, ("", 0.0))[1] > time.monotonic()
         self._leases[node_id] = (url, time.monotonic() + ttl_ms / 1000)
+        self._urls[url] = node_id
         return existed
+
+    async def take_over_url(self, url: str, node_id: str, ttl_ms: int) -> str | None:
+        previous = self._urls.get(url)
+        self._urls[url] = node_id
+        if previous is None or previous == node_id:
+            return None
+        self._leases.pop(previous, None)
+        return previous
 
     async def drop_lease(self, node_id: str) -> None:
         self._leases.pop(node_id, None)

@@ -41,6 +41,24 @@ class IllegalState(SessionError):
     """The request does not fit the instance's state (e.g. seek on an unassigned partition)."""
 
 
+class TooManyInstances(SessionError):
+    """A cap on consumer instances is reached: on this replica (another may have room: retry)
+    or in the whole cluster (delete instances first)."""
+
+    def __init__(self, limit: int, scope: str) -> None:
+        super().__init__(
+            f"Too many consumer instances: this {scope} already holds its maximum of {limit}"
+            + ("; delete unused instances first" if scope == "cluster" else "; retry the request")
+        )
+        self.limit = limit
+        self.scope = scope
+
+
+class InstanceBusy(SessionError):
+    """Too many requests are already waiting for this one instance (it serves one at a
+    time); the client should wait for its earlier requests before sending more."""
+
+
 class PoisonRecord(SessionError):
     """A record the instance's format can never decode; the read stepped past it."""
 

@@ -2,10 +2,16 @@
 
 What the proxy adds to a bare consumer, and why:
 
-* **Delivered positions.** The instance tracks, per partition, the offset after the last record
-  it actually handed to the HTTP client. An empty-body commit, auto-commit and the positions
+* **Exact positions.** The instance tracks, per partition, the offset of the next record the
+  client is to see: after the last record whose response was *fully written* to the client,
+  or the target of the client's last seek. An empty-body commit, auto-commit and the positions
   saved on drain use these, never aiokafka's fetch position (which runs ahead by whatever is
-  buffered), so a crash never commits a record nobody received.
+  buffered), so a crash never commits a record nobody received, and a seek is never undone
+  by a move to another replica.
+* **Delivered means written.** A read holds the instance until its response is written
+  (:meth:`ConsumerInstance.read` is a context manager around the write); if the write fails
+  (the client, or the replica forwarding for it, went away) the instance rewinds to the first
+  record of that response, so the next read returns it again.
 * **Own auto-commit.** ``auto.commit.enable`` (Kafka's default: on) is implemented here from the
   delivered positions, on a timer and before partitions are revoked, for the same reason.
 * **No rebalance stalls.** aiokafka rejoins groups in the background, so an HTTP client that polls
@@ -19,12 +25,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import re2
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import (
@@ -38,6 +46,7 @@ from aiokafka.structs import OffsetAndMetadata
 from . import kafka_internals
 from .errors import (
     IllegalState,
+    InstanceBusy,
     InstanceNotFound,
     KafkaFailure,
     KafkaUnavailable,
@@ -53,6 +62,9 @@ log = logging.getLogger(__name__)
 FETCH_BATCH = 1000
 # How long a seek on a subscribed instance waits for the group to assign partitions.
 ASSIGNMENT_WAIT_S = 5.0
+# Requests one instance lets wait for it (it serves one at a time): a client firing
+# thousands of concurrent reads at one instance gets 429s, not thousands of parked tasks.
+MAX_WAITING = 16
 
 
 class DecodeError(Exception):
@@ -82,6 +94,48 @@ class InstanceSpec:
         return cls(**fields)
 
 
+@dataclass(frozen=True)
+class Handover:
+    """What a drained instance leaves for the replica that adopts it.
+
+    ``positions``: the next offset per partition. ``baseline``: the group's committed offset
+    of each of those partitions at drain time (-1: none). The adopter applies a position
+    only while the group's committed offset is still its baseline: if the group moved on
+    meanwhile (another member read and committed), the committed offset wins.
+    """
+
+    positions: dict[TopicPartition, int]
+    baseline: dict[TopicPartition, int]
+
+
+def compile_pattern(pattern: str) -> Any:
+    """A topic pattern compiled with RE2: matching is linear in the topic name's length.
+
+    Python's ``re`` backtracks: one pattern such as ``([\\w.-]|[\\w.-])*!`` would freeze
+    the replica on every metadata refresh (aiokafka matches the pattern against every topic
+    of the cluster). RE2 never backtracks; the HTTP layer refuses patterns RE2 cannot compile.
+    """
+    options = re2.Options()
+    options.log_errors = False
+    return re2.compile(pattern, options)
+
+
+class _AllowedMatches:
+    """What aiokafka calls ``match`` on: a whole-name match of a compiled pattern that never
+    matches a topic clients may not read (``allowed``)."""
+
+    __slots__ = ("_allowed", "_compiled")
+
+    def __init__(self, compiled: Any, allowed: Callable[[str], bool]) -> None:
+        self._compiled = compiled
+        self._allowed = allowed
+
+    def match(self, topic: str) -> Any:
+        # The whole name must match, as Java's Pattern.matcher(topic).matches() in the
+        # consumer Confluent runs (aiokafka's own re.match would accept a prefix).
+        return self._compiled.fullmatch(topic) if self._allowed(topic) else None
+
+
 @dataclass
 class ReadLimits:
     wait_ms: int
@@ -105,7 +159,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is
         self.instance._forget(revoked)
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        self.instance._apply_pending_positions(set(assigned))
+        await self.instance._apply_handover(set(assigned))
         self.assigned.set()
 
 
@@ -121,8 +175,10 @@ class ConsumerInstance:
         instance_timeout_ms: int,
         kafka_timeout_ms: int,
         auto_commit_interval_ms: int = 5000,
+        topic_allowed: Callable[[str], bool] = lambda topic: True,
     ) -> None:
         self.spec = spec
+        self._topic_allowed = topic_allowed
         self.auto_commit = spec.auto_commit_enable is not False  # Kafka's default is on
         self._auto_commit_interval = auto_commit_interval_ms / 1000
         self._kafka_timeout = kafka_timeout_ms / 1000
@@ -136,20 +192,29 @@ class ConsumerInstance:
         }
         if spec.auto_offset_reset is not None:
             kwargs["auto_offset_reset"] = spec.auto_offset_reset
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, **kwargs)
+        self._make_consumer: Callable[[], AIOKafkaConsumer] = functools.partial(
+            AIOKafkaConsumer, bootstrap_servers=bootstrap_servers, **kwargs
+        )
+        self._consumer = self._make_consumer()
+        # Whether this consumer ever joined (or began joining) its group: see assign().
+        self._was_subscribed = False
         self._listener = _Listener(self)
         self._lock = asyncio.Lock()
         self._buffer: collections.deque[ConsumerRecord] = collections.deque()
-        self._delivered: dict[TopicPartition, int] = {}
+        # The next offset the client is to see, per partition (see the module docstring).
+        self._positions: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._auto_commit_task: asyncio.Task[None] | None = None
-        # Positions saved by a previous owner, applied when their partitions are assigned.
-        self._pending_positions: dict[TopicPartition, int] = {}
+        # What a previous owner left (drain), applied at this instance's first assignment
+        # only: after that the group's own commits are the truth.
+        self._handover: Handover | None = None
         self._sub_state: dict[str, Any] = {}
         self.epoch = 0  # ownership epoch in the session directory
         self.handed_over = False
         self.last_used = time.monotonic()
-        self.closed = False
+        self.closed = False  # no operation is served any more
+        self._waiting = 0
+        self._consumer_stopped = False
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -165,19 +230,33 @@ class ConsumerInstance:
         if self.auto_commit:
             self._auto_commit_task = asyncio.create_task(self._auto_commit_loop())
 
-    async def stop(self, *, commit: bool = True) -> None:
-        """Close the consumer (LeaveGroup); with auto-commit, commit what was delivered first."""
+    async def stop(self, *, commit: bool = True, wait_s: float | None = None) -> None:
+        """Close the consumer (LeaveGroup); with auto-commit, commit what was delivered first.
+
+        ``wait_s`` bounds the wait for an operation in progress (a read being written); past
+        it the consumer is closed anyway, so the group never waits for a member that is gone.
+        """
         if self._auto_commit_task is not None:
             self._auto_commit_task.cancel()
-        async with self._lock:
+        try:
+            async with asyncio.timeout(wait_s):
+                await self._lock.acquire()
+        except TimeoutError:
+            log.warning("consumer %s/%s: closing while an operation is still running", *self.key)
+            await self._close(commit=False)
+            return
+        try:
             await self._close(commit=commit)
+        finally:
+            self._lock.release()
 
     async def _close(self, *, commit: bool) -> None:
-        if self.closed:
+        if self.closed and self._consumer_stopped:
             return
         self.closed = True
         if commit and self.auto_commit:
             await self._commit_delivered(None, swallow=True)
+        self._consumer_stopped = True
         try:
             await asyncio.wait_for(self._consumer.stop(), self._kafka_timeout)
         except Exception as exc:
@@ -211,10 +290,11 @@ class ConsumerInstance:
                     return
                 await self._replace_subscription()
                 self._consumer.subscribe(topics=topics, listener=self._listener)
+                self._was_subscribed = True
                 self._sub_state = {"topics": sorted(set(topics))}
             elif pattern is not None:
                 await self._replace_subscription()
-                self._consumer.subscribe(pattern=pattern, listener=self._listener)
+                self._subscribe_pattern(pattern)
                 self._sub_state = {"pattern": pattern}
 
     async def unsubscribe(self) -> None:
@@ -223,11 +303,18 @@ class ConsumerInstance:
                 await self._commit_delivered(None, swallow=True)
             self._unsubscribe()
 
+    def _subscribe_pattern(self, pattern: str) -> None:
+        # Protected topics (the registry's, Kafka's own) are never matched: a pattern is not
+        # a request for them.
+        matcher = _AllowedMatches(compile_pattern(pattern), self._topic_allowed)
+        kafka_internals.subscribe_pattern(self._consumer, matcher, self._listener)
+        self._was_subscribed = True
+
     def _unsubscribe(self) -> None:
         self._consumer.unsubscribe()
         self._sub_state = {}
         self._forget(
-            set(self._delivered) | {TopicPartition(r.topic, r.partition) for r in self._buffer}
+            set(self._positions) | {TopicPartition(r.topic, r.partition) for r in self._buffer}
         )
 
     def subscription(self) -> list[str]:
@@ -257,6 +344,8 @@ class ConsumerInstance:
                 )
             self._reset_for_new_assignment()
             if partitions:
+                if self._was_subscribed:
+                    await self._replace_consumer()
                 self._consumer.assign(partitions)
                 self._sub_state = {
                     "partitions": sorted([tp.topic, tp.partition] for tp in set(partitions))
@@ -264,44 +353,117 @@ class ConsumerInstance:
             else:
                 self._unsubscribe()
 
+    async def _replace_consumer(self) -> None:
+        """A fresh aiokafka consumer for a manual assignment after a group subscription.
+
+        aiokafka's group coordinator keeps acting on a join that was under way when the
+        subscription ended, and fails the next fetch ("Should not be called") once the
+        consumer has a manual assignment; a consumer that was never in the group has no such
+        coordinator state. The old one leaves its group on the way out.
+        """
+        old, self._consumer = self._consumer, self._make_consumer()
+        self._was_subscribed = False
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(old.stop(), self._kafka_timeout)
+        try:
+            await asyncio.wait_for(self._consumer.start(), self._kafka_timeout)
+        except (TimeoutError, Exception) as exc:
+            raise KafkaUnavailable(
+                f"Kafka is unavailable: cannot restart the consumer ({describe(exc)})"
+            ) from exc
+
     def subscription_state(self) -> dict[str, Any]:
         """What an adopting replica needs to rebuild the subscription or assignment."""
         return dict(self._sub_state)
 
-    async def restore(
-        self, state: Mapping[str, Any], positions: Mapping[TopicPartition, int]
-    ) -> None:
-        """Rebuild a previous owner's subscription/assignment and resume at ``positions``."""
+    async def restore(self, state: Mapping[str, Any], handover: Handover | None) -> None:
+        """Rebuild a previous owner's subscription/assignment and resume where it left off."""
         async with self._op():
-            self._pending_positions = dict(positions)
+            self._handover = handover if handover and handover.positions else None
             if "topics" in state:
                 self._consumer.subscribe(topics=list(state["topics"]), listener=self._listener)
+                self._was_subscribed = True
             elif "pattern" in state:
-                self._consumer.subscribe(pattern=state["pattern"], listener=self._listener)
+                self._subscribe_pattern(state["pattern"])
             elif "partitions" in state:
                 tps = [TopicPartition(t, int(p)) for t, p in state["partitions"]]
                 self._consumer.assign(tps)
-                self._apply_pending_positions(set(tps))
+                await self._apply_handover(set(tps))
             self._sub_state = dict(state)
 
-    def _apply_pending_positions(self, assigned: set[TopicPartition]) -> None:
-        for tp in assigned & set(self._pending_positions):
-            offset = self._pending_positions.pop(tp)
+    async def _apply_handover(self, assigned: set[TopicPartition]) -> None:
+        """At the first assignment after an adoption, resume at the previous owner's positions
+        where the group has not moved on since; then forget them (single use)."""
+        handover, self._handover = self._handover, None
+        if handover is None:
+            return
+        wanted = assigned & set(handover.positions)
+        if not wanted:
+            return
+        try:
+            committed = await self._kafka(
+                kafka_internals.committed_with_metadata(self._consumer, wanted)
+            )
+        except (KafkaUnavailable, KafkaFailure) as exc:
+            # Without the group's view, resuming from committed offsets is the safe side.
+            log.warning("%s/%s: saved positions not applied (%s)", *self.key, exc.message)
+            return
+        for tp in wanted:
+            now = committed[tp].offset if tp in committed else -1
+            base = handover.baseline.get(tp)
+            if base is not None and now != base:
+                continue  # the group committed past the drain: its offset wins
+            offset = handover.positions[tp]
             self._consumer.seek(tp, offset)
-            self._delivered[tp] = offset
+            self._positions[tp] = offset
             self._committed.pop(tp, None)
 
-    async def close_for_handover(self) -> dict[TopicPartition, int]:
-        """Drain: let an in-flight read finish, then close and return the exact positions."""
+    async def prepare_handover(self, kafka_budget_s: float | None = None) -> Handover:
+        """Drain, first half: let an in-flight read finish (its response written), stop
+        serving, commit (with auto-commit) and say where the next owner resumes.
+
+        The consumer stays in its group until :meth:`stop`, which the caller runs once the
+        positions are safe in the directory: closing first would let a rebalance hand the
+        partitions to another member before anyone knows where to resume.
+
+        ``kafka_budget_s`` bounds the Kafka calls (commit, commit baseline) together, so a
+        slow Kafka cannot keep the positions from reaching the directory within the drain:
+        past it they are saved without a baseline (the adopter then applies them as saved).
+        """
         if self._auto_commit_task is not None:
             self._auto_commit_task.cancel()
         async with self._lock:
             self.handed_over = True
+            self.closed = True
             positions = self.positions()
-            # Partitions whose saved position was never applied keep it for the next owner.
-            positions.update(self._pending_positions)
-            await self._close(commit=True)
-        return positions
+            baseline: dict[TopicPartition, int] = {}
+            try:
+                async with asyncio.timeout(kafka_budget_s):
+                    if self.auto_commit:
+                        await self._commit_delivered(None, swallow=True)
+                    if positions:
+                        found = await self._kafka(
+                            kafka_internals.committed_with_metadata(self._consumer, set(positions))
+                        )
+                        baseline = {tp: found[tp].offset if tp in found else -1 for tp in positions}
+            except (TimeoutError, KafkaUnavailable, KafkaFailure) as exc:
+                log.warning(
+                    "%s/%s: handing over without a commit baseline (%s)",
+                    *self.key,
+                    getattr(exc, "message", None) or type(exc).__name__,
+                )
+            pending = self._handover
+            if pending is not None:
+                # Positions this instance inherited but never applied (not assigned yet) go on
+                # to the next owner with their original baseline.
+                for tp, off in pending.positions.items():
+                    if tp not in positions:
+                        positions[tp] = off
+                        if tp in pending.baseline:
+                            baseline[tp] = pending.baseline[tp]
+                        else:
+                            baseline.pop(tp, None)
+            return Handover(positions, baseline)
 
     def assignment(self) -> list[TopicPartition]:
         self.touch()
@@ -309,7 +471,7 @@ class ConsumerInstance:
 
     def _reset_for_new_assignment(self) -> None:
         self._buffer.clear()
-        self._delivered.clear()
+        self._positions.clear()
         self._committed.clear()
         self._listener.assigned.clear()
 
@@ -333,18 +495,22 @@ class ConsumerInstance:
                         targets[tp] = ends[tp]
                     else:
                         targets[tp] = hit.offset
-            for tp, offset in targets.items():
-                self._drop_buffered(tp)
-                self._consumer.seek(tp, offset)
+            self._seek_exact(targets)
 
     async def seek_to(self, partitions: list[TopicPartition], *, end: bool) -> None:
+        """Seek to the beginning or end, resolved to exact offsets now (not lazily, as
+        aiokafka's ``seek_to_*`` would), so a drain right after saves the real target."""
         async with self._op():
             await self._require_assigned(partitions)
-            for tp in partitions:
-                self._drop_buffered(tp)
             if partitions:
-                seek = self._consumer.seek_to_end if end else self._consumer.seek_to_beginning
-                await self._kafka(seek(*partitions))
+                edge = self._consumer.end_offsets if end else self._consumer.beginning_offsets
+                self._seek_exact(await self._kafka(edge(list(partitions))))
+
+    def _seek_exact(self, targets: Mapping[TopicPartition, int]) -> None:
+        for tp, offset in targets.items():
+            self._drop_buffered(tp)
+            self._consumer.seek(tp, offset)
+            self._positions[tp] = offset
 
     async def _require_assigned(self, partitions: Iterable[TopicPartition]) -> None:
         wanted = set(partitions)
@@ -366,9 +532,9 @@ class ConsumerInstance:
                 await asyncio.wait_for(self._listener.assigned.wait(), remaining)
 
     def positions(self) -> dict[TopicPartition, int]:
-        """Delivered positions of the currently assigned partitions (saved on drain)."""
+        """Positions of the currently assigned partitions (what a drain saves)."""
         assigned = self._consumer.assignment()
-        return {tp: off for tp, off in self._delivered.items() if tp in assigned}
+        return {tp: off for tp, off in self._positions.items() if tp in assigned}
 
     # --- commits ---------------------------------------------------------------------------
 
@@ -399,7 +565,7 @@ class ConsumerInstance:
         assigned = self._consumer.assignment()
         payload = {
             tp: OffsetAndMetadata(off, "")
-            for tp, off in self._delivered.items()
+            for tp, off in self._positions.items()
             if tp in assigned and (only is None or tp in only) and self._committed.get(tp) != off
         }
         if not payload:
@@ -434,14 +600,22 @@ class ConsumerInstance:
 
     # --- reads -----------------------------------------------------------------------------
 
+    @contextlib.asynccontextmanager
     async def read(
         self, limits: ReadLimits, decode: Callable[[ConsumerRecord], tuple[Any, int]]
-    ) -> list[Any]:
-        """Collect records until the wait ends, ``max_bytes`` is reached, or enough bytes are in.
+    ) -> AsyncIterator[list[Any]]:
+        """Collect records for one response; the caller writes it inside the ``with`` block.
 
-        ``decode`` turns a record into its response element and its size in bytes. A record it
-        cannot decode fails the read (408 40801) only when it is first in line; the instance
-        then steps past it, so one poison record never wedges the instance.
+        The records count as delivered (positions, commits, drain) only when the block ends
+        normally, i.e. the response was written. If it raises (the client went away), the
+        instance rewinds each partition to the first record of this response, so nothing is
+        lost. The instance stays locked meanwhile: no other operation sees positions past an
+        unwritten response.
+
+        Records are collected until the wait ends, ``max_bytes`` is reached, or enough bytes
+        are in. ``decode`` turns a record into its response element and its size in bytes. A
+        record it cannot decode fails the read (:class:`PoisonRecord`) only when it is first
+        in line; the instance then steps past it, so one poison record never wedges it.
 
         ``decode`` may carry an async ``prepare(records)`` (schema formats: fetch the schemas
         the records name, since ``decode`` itself cannot await). It is awaited for whatever
@@ -450,67 +624,116 @@ class ConsumerInstance:
         answer, or, once records were collected, the read returns them and the next read
         retries the batch.
         """
+        async with self._op():
+            out, taken = await self._collect(limits, decode)
+            try:
+                yield out
+            except BaseException:
+                self._rewind(taken)
+                raise
+            assigned = self._consumer.assignment()
+            for tp, (_, after) in taken.items():
+                if tp in assigned:  # a rebalance during the write revoked it: nothing to keep
+                    self._positions[tp] = after
+
+    def _rewind(self, taken: Mapping[TopicPartition, tuple[int, int]]) -> None:
+        """Undo a read whose response was not written: fetch again from its first records."""
+        assigned = self._consumer.assignment()
+        for tp, (first, _) in taken.items():
+            self._drop_buffered(tp)
+            if tp in assigned:
+                self._consumer.seek(tp, first)
+        if taken:
+            log.info(
+                "%s/%s: response not written (client gone); rewound %d partition(s)",
+                *self.key,
+                len(taken),
+            )
+
+    async def _collect(
+        self, limits: ReadLimits, decode: Callable[[ConsumerRecord], tuple[Any, int]]
+    ) -> tuple[list[Any], dict[TopicPartition, tuple[int, int]]]:
+        """The response's elements, and per partition (first offset, offset after last).
+
+        If the collecting itself is interrupted (the request's task is cancelled because the
+        client went away, or a Kafka call fails after some records were taken), the records
+        taken so far go back: they were never in any response.
+        """
+        taken: dict[TopicPartition, tuple[int, int]] = {}
+        try:
+            return await self._collect_into(taken, limits, decode)
+        except BaseException:
+            self._rewind(taken)
+            raise
+
+    async def _collect_into(
+        self,
+        taken: dict[TopicPartition, tuple[int, int]],
+        limits: ReadLimits,
+        decode: Callable[[ConsumerRecord], tuple[Any, int]],
+    ) -> tuple[list[Any], dict[TopicPartition, tuple[int, int]]]:
         prepare: Callable[[Iterable[ConsumerRecord]], Awaitable[None]] | None = getattr(
             decode, "prepare", None
         )
-        async with self._op():
-            self._require_subscription()
-            if prepare is not None and self._buffer:
-                await prepare(self._buffer)
-            out: list[Any] = []
-            size = 0
-            deadline = time.monotonic() + limits.wait_ms / 1000
-            while True:
-                if not self._buffer:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    # Once enough bytes are in, only records aiokafka already fetched are
-                    # drained into this response (a non-blocking getmany), as Confluent drains
-                    # its buffer: bigger responses, no extra wait.
-                    enough = self._enough(out, size, limits)
-                    batch = await self._kafka(
-                        self._consumer.getmany(
-                            timeout_ms=0 if enough else max(int(remaining * 1000), 0),
-                            max_records=FETCH_BATCH,
-                        ),
-                        allow=remaining + self._kafka_timeout,
-                    )
-                    self.touch()
-                    if enough and not batch:
-                        break
-                    for records in batch.values():
-                        self._buffer.extend(records)
-                    if prepare is not None and self._buffer:
-                        try:
-                            await prepare(self._buffer)
-                        except Exception:  # e.g. the registry is down: nothing is skipped
-                            if out:
-                                break  # the records so far are delivered; the next read retries
-                            raise
-                    continue
-                rec = self._buffer[0]
-                try:
-                    element, rsize = decode(rec)
-                except DecodeError as exc:
-                    if out:
-                        break  # return what came before; the next read reports this one
-                    self._buffer.popleft()
-                    self._delivered[TopicPartition(rec.topic, rec.partition)] = rec.offset + 1
-                    raise PoisonRecord(
-                        f"Error deserializing key/value for partition {rec.topic}-{rec.partition} "
-                        f"at offset {rec.offset}: {exc}. The record was skipped; the next read "
-                        "continues after it."
-                    ) from exc
-                if out and size + rsize > limits.max_bytes:
-                    break  # stays buffered for the next read
-                self._buffer.popleft()
-                out.append(element)
-                size += rsize
-                self._delivered[TopicPartition(rec.topic, rec.partition)] = rec.offset + 1
-                if size >= limits.max_bytes:
+        self._require_subscription()
+        if prepare is not None and self._buffer:
+            await prepare(self._buffer)
+        out: list[Any] = []
+        size = 0
+        deadline = time.monotonic() + limits.wait_ms / 1000
+        while True:
+            if not self._buffer:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
                     break
-            return out
+                # Once enough bytes are in, only records aiokafka already fetched are
+                # drained into this response (a non-blocking getmany), as Confluent drains
+                # its buffer: bigger responses, no extra wait.
+                enough = self._enough(out, size, limits)
+                batch = await self._kafka(
+                    self._consumer.getmany(
+                        timeout_ms=0 if enough else max(int(remaining * 1000), 0),
+                        max_records=FETCH_BATCH,
+                    ),
+                    allow=remaining + self._kafka_timeout,
+                )
+                self.touch()
+                if enough and not batch:
+                    break
+                for records in batch.values():
+                    self._buffer.extend(records)
+                if prepare is not None and self._buffer:
+                    try:
+                        await prepare(self._buffer)
+                    except Exception:  # e.g. the registry is down: nothing is skipped
+                        if out:
+                            break  # the records so far are returned; the next read retries
+                        raise
+                continue
+            rec = self._buffer[0]
+            tp = TopicPartition(rec.topic, rec.partition)
+            try:
+                element, rsize = decode(rec)
+            except DecodeError as exc:
+                if out:
+                    break  # return what came before; the next read reports this one
+                self._buffer.popleft()
+                self._positions[tp] = rec.offset + 1
+                raise PoisonRecord(
+                    f"Error deserializing key/value for partition {rec.topic}-{rec.partition} "
+                    f"at offset {rec.offset}: {exc}. The record was skipped; the next read "
+                    "continues after it."
+                ) from exc
+            if out and size + rsize > limits.max_bytes:
+                break  # stays buffered for the next read
+            self._buffer.popleft()
+            out.append(element)
+            size += rsize
+            first = taken.get(tp)
+            taken[tp] = (rec.offset if first is None else first[0], rec.offset + 1)
+            if size >= limits.max_bytes:
+                break
+        return out, taken
 
     @staticmethod
     def _enough(out: list[Any], size: int, limits: ReadLimits) -> bool:
@@ -529,7 +752,17 @@ class ConsumerInstance:
 
     @contextlib.asynccontextmanager
     async def _op(self) -> Any:
-        async with self._lock:
+        if self._lock.locked() and self._waiting >= MAX_WAITING:
+            raise InstanceBusy(
+                f"{self._waiting} requests are already waiting for this consumer instance; "
+                "wait for their answers before sending more"
+            )
+        self._waiting += 1
+        try:
+            await self._lock.acquire()
+        finally:
+            self._waiting -= 1
+        try:
             if self.closed:
                 if self.handed_over:  # drained mid-request: the next try finds the new owner
                     raise Moving("Consumer instance is moving to another replica; retry")
@@ -537,6 +770,8 @@ class ConsumerInstance:
             self.touch()
             yield
             self.touch()
+        finally:
+            self._lock.release()
 
     def _drop_buffered(self, tp: TopicPartition) -> None:
         if self._buffer:
@@ -547,7 +782,7 @@ class ConsumerInstance:
     def _forget(self, partitions: set[TopicPartition]) -> None:
         for tp in partitions:
             self._drop_buffered(tp)
-            self._delivered.pop(tp, None)
+            self._positions.pop(tp, None)
             self._committed.pop(tp, None)
 
     async def _kafka(self, coro: Any, allow: float | None = None) -> Any:

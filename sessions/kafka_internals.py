@@ -32,9 +32,12 @@ __all__ = [
     "batch_size",
     "check_record_size",
     "committed_with_metadata",
+    "forget_missing_topic",
     "max_request_size",
+    "metadata_topics",
     "partitioner",
     "request_timeout_ms",
+    "subscribe_pattern",
     "subscription_type",
 ]
 
@@ -50,6 +53,17 @@ def subscription_type(consumer: AIOKafkaConsumer) -> SubscriptionType:
 def auto_assigned(consumer: AIOKafkaConsumer) -> bool:
     """Whether partitions come from the group (subscribe) rather than ``assign()``."""
     return bool(consumer._subscription.partitions_auto_assigned())
+
+
+def subscribe_pattern(consumer: AIOKafkaConsumer, pattern: Any, listener: Any) -> None:
+    """Subscribe to topics matching an already compiled pattern (e.g. RE2's).
+
+    The public ``subscribe(pattern=...)`` insists on compiling the text with Python's ``re``,
+    whose backtracking a hostile pattern turns into a frozen event loop; aiokafka itself only
+    ever calls ``pattern.match(topic)``, which any compiled pattern object offers.
+    """
+    consumer._subscription.subscribe_pattern(pattern=pattern, listener=listener)
+    consumer._client.set_topics([])  # as subscribe() does: the next metadata update matches
 
 
 async def committed_with_metadata(
@@ -89,9 +103,34 @@ def check_record_size(producer: AIOKafkaProducer, key: bytes | None, value: byte
     producer._serialize(key, value, [])
 
 
+def metadata_topics(producer: AIOKafkaProducer) -> frozenset[str]:
+    """The topics the producer's client asks the cluster about at every metadata refresh."""
+    return frozenset(producer.client._topics)
+
+
+def forget_missing_topic(producer: AIOKafkaProducer, topic: str) -> bool:
+    """Stop asking the cluster about ``topic`` if it does not know it; True if forgotten.
+
+    aiokafka adds every topic a send names to its metadata requests and never drops one, so
+    clients naming made-up topics would grow every refresh (and its error log) for good. A
+    topic the cluster does know stays: records may be queued for it, and dropping its
+    metadata would leave them without a leader.
+    """
+    client = producer.client
+    if client.cluster.partitions_for_topic(topic) is not None or topic not in client._topics:
+        return False
+    # In place, as aiokafka's own add_topic() does. An empty set means "every topic" to
+    # aiokafka, which is also where a fresh producer starts.
+    client._topics.discard(topic)
+    return True
+
+
 # --- admin ------------------------------------------------------------------------------------
 
 
-async def admin_request(admin: AIOKafkaAdminClient, request: Any) -> Any:
-    """Send a raw protocol request (e.g. a metadata request that must not create topics)."""
-    return await admin._send_request(request)
+async def admin_request(
+    admin: AIOKafkaAdminClient, request: Any, node_id: int | None = None
+) -> Any:
+    """Send a raw protocol request (e.g. a metadata request that must not create topics), to
+    any broker or to ``node_id`` (a ListOffsets request must reach the partition's leader)."""
+    return await admin._send_request(request, node_id)

@@ -5,6 +5,15 @@ other replicas then adopt its instances. The lease is renewed in the background 
 its lifetime, and once more before serving a local instance when the last renewal is old (the
 loop may have been starved or the process paused), so a paused node notices that its lease
 lapsed before it serves anything: ``on_lapsed`` then re-checks which instances it still owns.
+
+A node that cannot renew (cut off from Redis while the others are not) *fences itself*: once
+:data:`FENCE_FRACTION` of the lease has passed since the last renewal was sent, it is
+:attr:`~NodeLease.fenced` (serves none of its instances) and ``on_fenced`` runs (the instances
+leave their groups), all before the lease can expire and another replica adopt them. Two
+replicas therefore never serve one instance at once, whichever of them Redis can see.
+
+A node restarted in place (same ``node.url``) retires its dead predecessor's lease at start,
+so the predecessor's instances are adopted at once instead of after the lease runs out.
 """
 
 from __future__ import annotations
@@ -25,6 +34,9 @@ log = logging.getLogger(__name__)
 URL_CACHE_S = 1.0
 # While Redis is failing, requests do not each wait for it: at most one try per this period.
 STORE_RETRY_S = 1.0
+# Share of the lease after the last renewal was sent at which a node stops serving. The rest
+# is the time its instances have to leave their groups before others may adopt them.
+FENCE_FRACTION = 0.6
 
 
 class NodeLease:
@@ -48,33 +60,60 @@ class NodeLease:
         self._recheck_pending = False  # a lapse was seen and its re-check has not completed
         self._store_failed_at = 0.0
         self._urls: dict[str, tuple[str, float]] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._fence_ran = False
+        # Runs once each time the node fences itself (set by the owner of the instances).
+        self.on_fenced: Callable[[], Awaitable[None]] | None = None
 
     async def start(self) -> None:
-        with contextlib.suppress(StoreUnavailable):
+        try:
+            previous = await self._directory.take_over_url(
+                self.node_url, self.node_id, self._lease_ms
+            )
+            if previous:
+                log.info(
+                    "retired the lease of %s, this node's predecessor at %s",
+                    previous,
+                    self.node_url,
+                )
             await self.renew()
-        self._task = asyncio.create_task(self._loop())
+        except StoreUnavailable as exc:
+            log.warning("node lease not registered at start (%s); retrying", exc)
+        self._tasks = [
+            asyncio.create_task(self._loop()),
+            asyncio.create_task(self._watchdog()),
+        ]
 
     async def stop(self) -> None:
         """Stop renewing (the caller drops the lease once its instances are released)."""
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
+        self._tasks = []
+
+    @property
+    def fenced(self) -> bool:
+        """True while the lease may be about to expire unrenewed: serve no instance."""
+        if not self._last_renewal:
+            return False
+        return time.monotonic() - self._last_renewal > self._lease_ms / 1000 * FENCE_FRACTION
 
     async def drop(self) -> None:
         await self._directory.drop_lease(self.node_id)
 
     async def renew(self) -> None:
+        sent = time.monotonic()  # the lease's TTL runs from (about) now, not from the answer
         existed = await self._directory.renew_lease(self.node_id, self.node_url, self._lease_ms)
+        self._fence_ran = False
         if self._last_renewal and not existed:
             # We were gone past our lease (paused, partitioned): others may have adopted our
             # instances since. Remembered until the re-check completes: the lease is live
             # again from now on, so a re-check that fails (Redis blips) must not be forgotten.
             log.warning("node lease had lapsed; re-checking ownership of local instances")
             self._recheck_pending = True
-        self._last_renewal = time.monotonic()
+        self._last_renewal = sent
         if self._recheck_pending:
             await self._on_lapsed()
             self._recheck_pending = False
@@ -113,12 +152,42 @@ class NodeLease:
         return url
 
     async def _loop(self) -> None:
+        failing = False
         while True:
-            await asyncio.sleep(self._lease_ms / 3000)
+            # After a failure, retry sooner: every renewal that lands resets the fence clock.
+            await asyncio.sleep(self._lease_ms / (10_000 if failing else 3000))
             try:
                 await self.renew()
+                failing = False
             except StoreUnavailable as exc:
+                failing = True
                 self._store_failed_at = time.monotonic()
                 log.warning("node lease renewal failed: %s", exc)
             except Exception:
+                failing = True
                 log.exception("node lease renewal failed")
+
+    async def _watchdog(self) -> None:
+        """Fence on time, not on a failed call: a renewal stuck in a hung connection must
+        not delay the fence past the lease's expiry."""
+        while True:
+            if not self._last_renewal:
+                await asyncio.sleep(self._lease_ms / 10_000)
+                continue
+            due = self._last_renewal + self._lease_ms / 1000 * FENCE_FRACTION
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+                continue
+            if not self._fence_ran and self.on_fenced is not None:
+                self._fence_ran = True
+                log.warning(
+                    "node lease not renewed for %.1f s: this replica stops serving its "
+                    "consumer instances until the session store answers again",
+                    time.monotonic() - self._last_renewal,
+                )
+                try:
+                    await self.on_fenced()
+                except Exception:
+                    log.exception("fencing failed")
+            await asyncio.sleep(self._lease_ms / 10_000)

@@ -16,14 +16,20 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from aiokafka import TopicPartition
 
 from .directory import Directory, InstanceRecord
-from .errors import InstanceExists, InstanceNotFound, Moving, StoreUnavailable
-from .instance import ConsumerInstance, InstanceSpec
+from .errors import (
+    InstanceExists,
+    InstanceNotFound,
+    Moving,
+    StoreUnavailable,
+    TooManyInstances,
+)
+from .instance import ConsumerInstance, Handover, InstanceSpec
 from .lease import NodeLease
 from .local import LocalInstances
 
@@ -48,6 +54,15 @@ class Forward:
 Route = Local | Forward
 
 
+def _tp_key(tp: TopicPartition) -> str:
+    return f"{tp.topic}:{tp.partition}"
+
+
+def _tp(key: str) -> TopicPartition:
+    topic, _, partition = key.rpartition(":")
+    return TopicPartition(topic, int(partition))
+
+
 def _misrouted() -> Moving:
     return Moving("Consumer instance is moving between replicas; retry the request")
 
@@ -64,6 +79,8 @@ class InstanceRouter:
         instance_timeout_ms: int,
         lease_ms: int = 10_000,
         drain_timeout_ms: int = 15_000,
+        max_instances: int = 1_000,
+        max_cluster_instances: int = 0,
     ) -> None:
         self.directory = directory
         self.node_id = f"{node_url.split('://', 1)[-1]}:{uuid.uuid4().hex[:12]}"
@@ -87,6 +104,16 @@ class InstanceRouter:
         self._touched: set[tuple[str, str]] = set()
         self._sync_task: asyncio.Task[None] | None = None
         self._drain_timeout_s = drain_timeout_ms / 1000
+        self._max_instances = max_instances
+        self._max_cluster_instances = max_cluster_instances
+        # How long closing an instance waits for an operation in progress before closing
+        # anyway (it then leaves its group; the operation's client sees a retriable error).
+        self._close_wait_s = 1.0
+        # Creates and adoptions in progress; the drain waits for them (see stop()).
+        self._in_flight = 0
+        self._settled = asyncio.Event()
+        self._settled.set()
+        self.lease.on_fenced = self._fenced
         self.draining = False
         self.ready = True  # readiness for load balancers; turned off first on shutdown
         self._stopped = False
@@ -111,49 +138,92 @@ class InstanceRouter:
         self._stopped = True
         self.ready = False
         self.draining = True
-        await self.lease.stop()
+        deadline = asyncio.get_running_loop().time() + limit_s
         if self._sync_task is not None:
             self._sync_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sync_task
+        # Creates and adoptions already past the serving check finish first, so the
+        # instances they make are drained with the others rather than left behind.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout_at(deadline):
+                await self._settled.wait()
+        # The lease stays alive (renewed in the background) until every instance is
+        # released: a drain longer than the lease must not let another replica adopt an
+        # instance whose positions are still being saved.
         instances = self.local.items()
         if instances:
+            remaining = max(deadline - asyncio.get_running_loop().time(), 0.1)
             _, pending = await asyncio.wait(
-                [asyncio.create_task(self._release(i)) for i in instances], timeout=limit_s
+                [asyncio.create_task(self._release(i)) for i in instances], timeout=remaining
             )
             for t in pending:
                 t.cancel()
-        await self.local.stop(limit_s)
+            if pending:
+                await asyncio.wait(pending, timeout=self._close_wait_s + 1)
+        await self.local.stop(self._close_wait_s)
+        await self.lease.stop()
         with contextlib.suppress(StoreUnavailable):
             await self._flush()
             await self.lease.drop()
         await self.directory.stop()
 
     async def _release(self, inst: ConsumerInstance) -> None:
-        """Hand an instance back to the directory with its exact positions, then close it."""
+        """Hand an instance back to the directory with its exact positions, then close it.
+
+        Positions reach the directory before the consumer leaves its group, so the adopter
+        always finds them; the consumer leaves its group whatever happens (Redis down, or the
+        drain's time running out and this task being cancelled).
+        """
         self.local.detach(*inst.key)
-        positions = await inst.close_for_handover()  # waits for an in-flight read
-        rec = self._record(inst)
-        rec.positions = {f"{tp.topic}:{tp.partition}": off for tp, off in positions.items()}
-        rec.owner = ""  # released: the next request anywhere adopts it without waiting
         try:
-            await self.directory.update(rec, self._record_ttl_ms, expect=(self.node_id, inst.epoch))
-        except StoreUnavailable as exc:
-            log.warning("could not release %s/%s: %s", *inst.key, exc)
+            # Waits for an in-flight read's write; Kafka gets a third of the drain at most.
+            handover = await inst.prepare_handover(self._drain_timeout_s / 3)
+            rec = self._record(inst)
+            rec.positions = {_tp_key(tp): off for tp, off in handover.positions.items()}
+            rec.baseline = {_tp_key(tp): off for tp, off in handover.baseline.items()}
+            rec.owner = ""  # released: the next request anywhere adopts it without waiting
+            try:
+                await self.directory.update(
+                    rec, self._record_ttl_ms, expect=(self.node_id, inst.epoch)
+                )
+            except StoreUnavailable as exc:
+                log.warning("could not release %s/%s: %s", *inst.key, exc)
+        finally:
+            await inst.stop(commit=False, wait_s=self._close_wait_s)
 
     # --- operations --------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _tracked(self) -> Iterator[None]:
+        """Count a create or adoption in progress, so a drain can wait for it."""
+        self._in_flight += 1
+        self._settled.clear()
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._settled.set()
+
     async def create(self, spec: InstanceSpec) -> ConsumerInstance:
         self._check_serving()
+        with self._tracked():
+            return await self._create(spec)
+
+    async def _create(self, spec: InstanceSpec) -> ConsumerInstance:
         key = (spec.group, spec.name)
         if key in self.local:
             raise InstanceExists()
+        self._check_room()
         record = InstanceRecord(spec.group, spec.name, self.node_id, 1, spec.to_dict())
         try:
             if key in self._tombstones:
                 # An earlier attempt timed out but may have landed: remove our own orphan.
                 await self._flush_tombstone(key)
-            if not await self.directory.create(record, self._record_ttl_ms):
+            if not await self.directory.create(
+                record, self._record_ttl_ms, self._max_cluster_instances
+            ):
                 raise InstanceExists()
         except StoreUnavailable as exc:
             # The write may still land when Redis answers again; the sync loop then deletes
@@ -182,6 +252,11 @@ class InstanceRouter:
             await self.lease.confirm()
         inst = self.local.find(group, name)
         if inst is not None:
+            if self.lease.fenced:
+                raise StoreUnavailable(
+                    "this replica cannot renew its lease, so it stopped serving its consumer "
+                    "instances (another replica takes them over); retry the request"
+                )
             self._touched.add(inst.key)
             return Local(inst)
         if (group, name) in self._tombstones:
@@ -222,12 +297,17 @@ class InstanceRouter:
     # --- adoption ----------------------------------------------------------------------------
 
     async def _adopt(self, rec: InstanceRecord) -> ConsumerInstance:
+        with self._tracked():
+            return await self._adopt_tracked(rec)
+
+    async def _adopt_tracked(self, rec: InstanceRecord) -> ConsumerInstance:
         key = (rec.group, rec.name)
         lock = self._adopting.setdefault(key, asyncio.Lock())
         async with lock:
             inst = self.local.find(*key)
             if inst is not None:
                 return inst
+            self._check_room()  # a full replica leaves the adoption to another one
             claimed = await self.directory.claim(
                 rec.group, rec.name, rec.owner, rec.epoch, self.node_id, self._record_ttl_ms
             )
@@ -236,12 +316,11 @@ class InstanceRouter:
             spec = InstanceSpec.from_dict(claimed.spec)
             inst = await self.local.create(spec)
             inst.epoch = claimed.epoch
-            positions = {
-                TopicPartition(t, int(p)): off
-                for tp, off in claimed.positions.items()
-                for t, _, p in [tp.rpartition(":")]
-            }
-            await inst.restore(claimed.subscription, positions)
+            handover = Handover(
+                {_tp(key): off for key, off in claimed.positions.items()},
+                {_tp(key): off for key, off in claimed.baseline.items()},
+            )
+            await inst.restore(claimed.subscription, handover)
             log.info(
                 "adopted consumer instance %s/%s (epoch %d) from %s",
                 *key,
@@ -256,9 +335,30 @@ class InstanceRouter:
 
     # --- background --------------------------------------------------------------------------
 
+    def _check_room(self) -> None:
+        if len(self.local) >= self._max_instances:
+            raise TooManyInstances(self._max_instances, "replica")
+
     def _check_serving(self) -> None:
         if self.draining:
             raise Moving("This replica is shutting down; retry the request")
+
+    async def _fenced(self) -> None:
+        """Our lease may expire unrenewed: leave the groups before anyone may adopt.
+
+        Each instance commits what it delivered (with auto-commit) and leaves its group, so
+        an adopter gets every partition at once and resumes after the delivered records.
+        Records stay in the directory naming us: if Redis comes back before anyone adopted,
+        the next request re-adopts here from those records.
+        """
+        instances = self.local.items()
+        for inst in instances:
+            self.local.detach(*inst.key)
+        if instances:
+            await asyncio.gather(
+                *(inst.stop(commit=True, wait_s=self._close_wait_s) for inst in instances),
+                return_exceptions=True,
+            )
 
     async def _recheck_ownership(self) -> None:
         """Our lease lapsed: keep only instances whose records still name us at our epoch."""
@@ -299,12 +399,17 @@ class InstanceRouter:
             await self._flush_tombstone(key)
 
     async def _flush_tombstone(self, key: tuple[str, str]) -> None:
-        owner, epoch = self._tombstones[key]
+        # The background sync and a delete may flush the same tombstone at once: whoever
+        # comes second finds it gone, which is success, not a KeyError (a 500).
+        tombstone = self._tombstones.get(key)
+        if tombstone is None:
+            return
         try:
-            await self.directory.delete(*key, owner, epoch)
+            await self.directory.delete(*key, *tombstone)
         except StoreUnavailable:
             return
-        self._tombstones.pop(key, None)
+        if self._tombstones.get(key) == tombstone:
+            del self._tombstones[key]
 
     def _expired(self, inst: ConsumerInstance) -> None:
         self._tombstones[inst.key] = (self.node_id, inst.epoch)  # deleted by the next sync

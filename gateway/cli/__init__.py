@@ -13,6 +13,7 @@ import logging
 import sys
 
 from gateway import config as configmod
+from gateway.config import redact
 from gateway.server import serve
 
 from . import dev
@@ -50,7 +51,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for key in cfg.unknown_keys:
         log.warning("unknown configuration key %r ignored", key)
-    log.info("Kafka %s, sessions %s", cfg.bootstrap_servers, cfg.session_store_url)
+    # Through redact(): these URLs may carry passwords (redis://:pw@host), and logs travel.
+    log.info(
+        "Kafka %s, sessions %s, schema registry %s",
+        redact(cfg.bootstrap_servers),
+        redact(cfg.session_store_url),
+        redact(cfg.schema_registry_url) or "none",
+    )
     try:
         asyncio.run(serve(cfg))
     except OSError as exc:  # e.g. the port is taken

@@ -2,21 +2,27 @@
 
 Pure functions from a decoded JSON body to typed values: every client mistake is raised here
 as a 4xx before any instance is looked up, so a bad request never costs a hop to the owner.
+Every value is checked against what the layers below can take, not just against its JSON type:
+a partition past Java's ``int``, an offset past ``long`` or a wait of 1e300 would otherwise be
+accepted here and fail (or wedge an instance's fetcher) deep inside the Kafka client.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import re2
 from aiokafka import TopicPartition
 
-from sessions.instance import InstanceSpec
+from sessions.instance import InstanceSpec, compile_pattern
 
-from ..body import as_int, as_list, as_str, expect_object
+from ..body import INT32, INT64, as_int, as_list, as_str, expect_object, in_range
+from ..config import KEYS
 from ..errors import json_detail, unprocessable
+from ..paths import check_name
 from ..registry.client import NOT_CONFIGURED
 
 FORMATS = ("binary", "json", "avro", "jsonschema", "protobuf")
@@ -36,15 +42,39 @@ CREATE_FIELDS = frozenset(
 )
 AUTO_OFFSET_RESET = ("latest", "earliest", "none")
 
+# A create body's wait above consumer.request.timeout.max.ms is refused; the records query's
+# ``timeout`` can only lower an instance's wait, so the maximum bounds every read.
+DEFAULT_MAX_WAIT_MS: int = KEYS["consumer.request.timeout.max.ms"].default
+
+# Kafka's own rule for topic names (org.apache.kafka.common.internals.Topic): a name outside it
+# can never exist, so a body naming one is a client mistake to answer now, not a Kafka error
+# to surface later from inside a consumer.
+MAX_TOPIC = 249
+_LEGAL_TOPIC = re.compile(r"[a-zA-Z0-9._-]+")
+
+# A subscription pattern is compiled (and matched against every topic of the cluster at each
+# metadata refresh) on the event loop: RE2 keeps both linear, and this keeps them small.
+MAX_TOPIC_PATTERN = 4096
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
 
 def parse_create(
-    group: str, body: Any, proxy_id: str = "", *, schemas: bool = True
+    group: str,
+    body: Any,
+    proxy_id: str = "",
+    *,
+    schemas: bool = True,
+    max_wait_ms: int = DEFAULT_MAX_WAIT_MS,
 ) -> InstanceSpec:
     """Validate a create request the way Confluent does, minus its 500s.
 
     ``schemas``: whether a schema registry is configured; without one a schema-format
     instance could never read a record, so it is refused up front (422 / 42206).
+    ``max_wait_ms``: ``consumer.request.timeout.max.ms``, the longest wait an instance may ask.
     """
+    check_name("group", group)
     if body is None:
         body = {}
     body = expect_object(body, CREATE_FIELDS)
@@ -52,6 +82,8 @@ def parse_create(
     name = legacy_id or as_str(body.get("name"), "name")
     if name is None or name == "":
         name = f"rest-consumer-{proxy_id + '-' if proxy_id else ''}{uuid.uuid4()}"
+    else:
+        check_name("instance", name)
     if "/" in name:
         raise unprocessable(f"Invalid consumer name {name!r}: it must not contain '/'")
     fmt = (as_str(body.get("format"), "format") or "binary").lower()
@@ -87,9 +119,10 @@ def parse_create(
         _either(body, "consumer.request.timeout.ms", "requestWaitMs"),
         "consumer.request.timeout.ms",
     )
-    if wait is not None and wait < 0:
+    if wait is not None and not 0 <= wait <= max_wait_ms:
         raise unprocessable(
-            f"Invalid consumer configuration: consumer.request.timeout.ms must be >= 0, got {wait}",
+            f"Invalid consumer configuration: consumer.request.timeout.ms must be in "
+            f"[0, {max_wait_ms}] (the maximum is consumer.request.timeout.max.ms), got {wait}",
             42204,
         )
     return InstanceSpec(
@@ -119,9 +152,14 @@ def parse_commit(body: Any) -> dict[TopicPartition, tuple[int, str]] | None:
     for item in _list(body, "offsets"):
         item = expect_object(item, {"topic", "partition", "offset", "metadata"}, "offset")
         tp = _tp(item)
-        off = _required_int(item, "offset")
-        if off < -1:
-            raise unprocessable(f"Invalid offset {off} for {tp.topic}-{tp.partition}")
+        off = _required_int(item, "offset", INT64)
+        # The offset of the last processed record: Kafka stores off + 1, which must be a long
+        # too (-1 commits 0: "start over", as Confluent users reset a group).
+        if not -1 <= off <= INT64[1] - 1:
+            raise unprocessable(
+                f"Invalid offset {off} for {tp.topic}-{tp.partition}: it must be in "
+                f"[-1, {INT64[1] - 1}]"
+            )
         offsets[tp] = (off, as_str(item.get("metadata"), "metadata") or "")
     return offsets
 
@@ -133,15 +171,56 @@ def parse_subscription(body: Any) -> tuple[list[str] | None, str | None]:
     pattern = as_str(body.get("topic_pattern"), "topic_pattern")
     if topics is not None:
         for t in topics:
-            if not isinstance(t, str) or not t:
+            if not isinstance(t, str):
                 raise unprocessable(f"Invalid topic name {json_detail(t)}")
+            check_topic(t)
         return topics, None
     if pattern is not None:
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise unprocessable(f"Invalid topic_pattern {pattern!r}: {exc}") from None
+        compile_topic_pattern(pattern)
     return None, pattern
+
+
+def compile_topic_pattern(text: str) -> Any:
+    """``text`` compiled with RE2 (as the instance will match it), or 422 saying why not.
+
+    Confluent compiles a ``java.util.regex`` pattern; RE2 takes the same syntax except the
+    constructs that need backtracking (backreferences, lookaround, possessive quantifiers),
+    which are exactly the ones that let one pattern freeze a replica. Python's ``re`` never
+    sees a client's pattern.
+    """
+    if len(text) > MAX_TOPIC_PATTERN:
+        raise unprocessable(
+            f"Invalid topic_pattern: it is {len(text)} characters long, "
+            f"the limit is {MAX_TOPIC_PATTERN}"
+        )
+    try:
+        return compile_pattern(text)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else exc
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        raise unprocessable(
+            f"Invalid topic_pattern {text!r}: {reason}. Patterns use RE2 syntax (Java's, "
+            "without backreferences, lookaround or possessive quantifiers), so that "
+            "matching takes linear time"
+        ) from None
+
+
+def check_topic(topic: str) -> str:
+    """``topic`` if Kafka allows the name, else 422: a topic so named can never exist."""
+    if not topic:
+        raise unprocessable('Invalid topic name "": it may not be empty')
+    if len(topic) > MAX_TOPIC:
+        raise unprocessable(
+            f"Invalid topic name {topic[:MAX_TOPIC]!r}...: it is {len(topic)} characters long, "
+            f"Kafka's limit is {MAX_TOPIC}"
+        )
+    if topic in (".", "..") or not _LEGAL_TOPIC.fullmatch(topic):
+        raise unprocessable(
+            f"Invalid topic name {topic!r}: Kafka topic names use only ASCII letters, "
+            "digits, '.', '_' and '-' (and are not '.' or '..')"
+        )
+    return topic
 
 
 def parse_seek(body: Any) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
@@ -150,9 +229,7 @@ def parse_seek(body: Any) -> tuple[dict[TopicPartition, int], dict[TopicPartitio
     offsets: dict[TopicPartition, int] = {}
     for item in _list(body, "offsets"):
         item = expect_object(item, {"topic", "partition", "offset", "metadata"}, "offset")
-        off = _required_int(item, "offset")
-        if off < 0:
-            raise unprocessable(f"Invalid offset {off}: offsets must be >= 0")
+        off = in_range(_required_int(item, "offset", INT64), "offset", 0, INT64[1])
         offsets[_tp(item)] = off
     timestamps: dict[TopicPartition, int] = {}
     for item in _list(body, "timestamps"):
@@ -162,12 +239,17 @@ def parse_seek(body: Any) -> tuple[dict[TopicPartition, int], dict[TopicPartitio
 
 
 def parse_timestamp(value: Any) -> int:
-    """ISO-8601 instant -> epoch ms. A JSON number is epoch seconds, as Jackson reads it."""
+    """ISO-8601 instant -> epoch ms. A JSON number is epoch seconds, as Jackson reads it.
+
+    The result is a Kafka record timestamp: from the epoch (Kafka reads negative ones as
+    "latest"/"earliest" markers) to the largest ``long``.
+    """
     if isinstance(value, bool) or value is None:
         raise unprocessable(f"Invalid timestamp {json_detail(value)}")
+    ms: int | None = None
     if isinstance(value, int | float):
-        return int(value * 1000)
-    if isinstance(value, str):
+        ms = int(value * 1000)
+    elif isinstance(value, str) and len(value) <= 64:
         text = value.strip()
         if text.endswith(("Z", "z")):
             text = text[:-1] + "+00:00"
@@ -178,11 +260,18 @@ def parse_timestamp(value: Any) -> int:
             pass
         else:
             if dt.tzinfo is not None:
-                return int(dt.timestamp() * 1000)
-    raise unprocessable(
-        f"Invalid timestamp {json_detail(value)}: expected an ISO-8601 instant such as "
-        "2024-01-31T12:00:00Z"
-    )
+                ms = (dt - _EPOCH) // _MS  # exact: no float rounding of far-off instants
+    if ms is None:
+        raise unprocessable(
+            f"Invalid timestamp {json_detail(value)}: expected an ISO-8601 instant such as "
+            "2024-01-31T12:00:00Z"
+        )
+    if not 0 <= ms <= INT64[1]:
+        raise unprocessable(
+            f"Invalid timestamp {json_detail(value)}: it must be between "
+            f"1970-01-01T00:00:00Z and {INT64[1]} ms after it"
+        )
+    return ms
 
 
 # --- records ------------------------------------------------------------------------------------
@@ -198,8 +287,8 @@ def _list(body: dict[str, Any], key: str) -> list[Any]:
     return as_list(body.get(key), key) or []
 
 
-def _required_int(item: dict[str, Any], key: str) -> int:
-    value = as_int(item.get(key), key)
+def _required_int(item: dict[str, Any], key: str, java: tuple[int, int] = INT32) -> int:
+    value = as_int(item.get(key), key, java)
     if value is None:
         raise unprocessable(f"{key} may not be null")
     return value
@@ -209,9 +298,8 @@ def _tp(item: dict[str, Any]) -> TopicPartition:
     topic = as_str(item.get("topic"), "topic")
     if not topic:
         raise unprocessable("topic may not be empty")
-    partition = _required_int(item, "partition")
-    if partition < 0:
-        raise unprocessable(f"Invalid partition {partition}")
+    check_topic(topic)
+    partition = in_range(_required_int(item, "partition"), "partition", 0, INT32[1])
     return TopicPartition(topic, partition)
 
 

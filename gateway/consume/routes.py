@@ -10,7 +10,11 @@ into the one signed hop to the owner.
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import logging
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from aiohttp import web
@@ -23,6 +27,8 @@ from ..body import expect_object, read_json
 from ..context import CONFIG, RESPONSE_TYPE, SCHEMAS, SESSIONS
 from ..errors import FORMAT_MISMATCH, GatewayError, bad_request
 from ..forwarding import FORWARDED, ForwardTo, forwarding
+from ..paths import create_group, instance_names
+from ..topics import check_client_topics
 from .decoding import decoder_for
 from .requests import (
     SCHEMA_FORMATS,
@@ -42,8 +48,15 @@ READ_FAMILIES = {
     media.AVRO: SCHEMA_FORMATS,
     media.JSONSCHEMA: SCHEMA_FORMATS,
     media.PROTOBUF: SCHEMA_FORMATS,
+    # Plain JSON asks for no embedded format: the instance reads with its own.
+    media.JSON: frozenset({"binary", "json", *SCHEMA_FORMATS}),
 }
 INSTANCE = "/consumers/{group}/instances/{instance}"
+# Bound on writing one records response: a client that stops reading must not hold its
+# instance (every other operation on it waits for the write) for longer than this.
+RESPONSE_WRITE_TIMEOUT_S = 30.0
+
+log = logging.getLogger(__name__)
 
 
 def add_routes(app: web.Application) -> None:
@@ -89,10 +102,8 @@ def _no_content() -> web.Response:
 
 async def _instance(request: web.Request) -> ConsumerInstance:
     """The local instance the request names, once the request itself was found valid."""
-    m = request.match_info
-    route = await request.app[SESSIONS].route(
-        m["group"], m["instance"], forwarded=request.get(FORWARDED, False)
-    )
+    group, name = instance_names(request)
+    route = await request.app[SESSIONS].route(group, name, forwarded=request.get(FORWARDED, False))
     if isinstance(route, Forward):
         raise ForwardTo(route)
     return route.instance
@@ -103,10 +114,14 @@ async def _instance(request: web.Request) -> ConsumerInstance:
 
 async def create(request: web.Request) -> web.Response:
     ctype = _negotiate(request, reads_body=True)
-    group = request.match_info["group"]
+    group = create_group(request)
     cfg = request.app[CONFIG]
     spec = parse_create(
-        group, await read_json(request), cfg.id, schemas=request.app[SCHEMAS].configured
+        group,
+        await read_json(request),
+        cfg.id,
+        schemas=request.app[SCHEMAS].configured,
+        max_wait_ms=cfg.consumer_request_timeout_max_ms,
     )
     await request.app[SESSIONS].create(spec)
     return _json({"instance_id": spec.name, "base_uri": base_uri(request, group, spec.name)}, ctype)
@@ -119,7 +134,10 @@ def base_uri(request: web.Request, group: str, name: str) -> str:
         (lst.authority for lst in request.app[CONFIG].advertised_listeners if lst.scheme == scheme),
         request.host,
     )
-    return f"{scheme}://{authority}/consumers/{group}/instances/{name}"
+    # Percent-encoded path segments (as Java's UriBuilder does): a name with a space, "/"
+    # or "ü" still gives a URI a client can use as is.
+    segment = functools.partial(quote, safe="~")
+    return f"{scheme}://{authority}/consumers/{segment(group)}/instances/{segment(name)}"
 
 
 async def delete(request: web.Request) -> web.Response:
@@ -169,6 +187,8 @@ async def committed(request: web.Request) -> web.Response:
 async def subscribe(request: web.Request) -> web.Response:
     _negotiate(request, reads_body=True)
     topics, pattern = parse_subscription(await read_json(request))
+    if topics is not None:
+        check_client_topics(request.app[CONFIG], topics)
     inst = await _instance(request)
     await inst.subscribe(topics, pattern)
     await request.app[SESSIONS].saved(inst)
@@ -191,8 +211,10 @@ async def unsubscribe(request: web.Request) -> web.Response:
 async def assign(request: web.Request) -> web.Response:
     _negotiate(request, reads_body=True)
     body = expect_object(required_body(await read_json(request)), {"partitions"})
+    partitions = parse_partitions(body)
+    check_client_topics(request.app[CONFIG], (tp.topic for tp in partitions))
     inst = await _instance(request)
-    await inst.assign(parse_partitions(body))
+    await inst.assign(partitions)
     await request.app[SESSIONS].saved(inst)
     return _no_content()
 
@@ -230,7 +252,7 @@ async def _seek_edge(request: web.Request, *, end: bool) -> web.Response:
     return _no_content()
 
 
-async def records(request: web.Request) -> web.Response:
+async def records(request: web.Request) -> web.StreamResponse:
     # Body-less, but Confluent's GET still 415s a foreign Content-Type; tolerate it instead.
     ctype = media.negotiate(request, media.RECORDS_OFFER)
     request[RESPONSE_TYPE] = ctype
@@ -247,6 +269,8 @@ async def records(request: web.Request) -> web.Response:
     )
     if timeout > 0:
         wait = min(timeout, wait)
+    # Also for instances created before the maximum existed (or under a larger one).
+    wait = min(wait, cfg.consumer_request_timeout_max_ms)
     cap = cfg.consumer_request_max_bytes
     limits = ReadLimits(
         wait_ms=wait,
@@ -255,18 +279,57 @@ async def records(request: web.Request) -> web.Response:
         if inst.spec.fetch_min_bytes is not None
         else cfg.fetch_min_bytes,
     )
-    out = await inst.read(limits, decoder_for(request.app, inst.spec.format))
-    return _json(out, ctype)
+    response = web.StreamResponse(headers={"Content-Type": ctype})
+    try:
+        async with inst.read(limits, decoder_for(request.app, inst.spec.format)) as out:
+            await _write_all(request, response, orjson.dumps(out))
+    except _NotDelivered as exc:
+        # The instance rewound to these records (see read()); nobody is there to answer.
+        log.info("records response to %s not delivered: %s", request.remote, exc)
+        if request.transport is not None:
+            request.transport.abort()
+    return response
+
+
+class _NotDelivered(Exception):
+    """The records response could not be written (the client went away or stopped reading)."""
+
+
+async def _write_all(request: web.Request, response: web.StreamResponse, body: bytes) -> None:
+    """Write the whole response, or raise: the caller counts records as delivered only then.
+
+    A client that went away (a long poll it gave up on) makes the write raise; a client that
+    stops reading makes it wait, which is bounded so that it cannot hold the instance.
+    """
+    try:
+        async with asyncio.timeout(RESPONSE_WRITE_TIMEOUT_S):
+            if request.transport is None or request.transport.is_closing():
+                raise ConnectionResetError("the client closed the connection")
+            response.content_length = len(body)
+            await response.prepare(request)
+            await response.write(body)
+            await response.write_eof()
+            if request.transport is None or request.transport.is_closing():
+                raise ConnectionResetError("the client closed the connection during the write")
+    except (ConnectionError, TimeoutError) as exc:
+        raise _NotDelivered(str(exc) or type(exc).__name__) from exc
 
 
 # --- small parsers ------------------------------------------------------------------------------
 
 
 def _query_int(request: web.Request, name: str) -> int:
+    """A Java ``long`` query parameter; -1 (unset) when absent or empty.
+
+    Only ``-?[0-9]+`` (``int()`` would also take ``1_000`` and non-ASCII digits). Any size
+    is fine: callers only compare it with their own bounds (a timeout can only lower the
+    instance's wait, ``max_bytes`` is capped by ``consumer.request.max.bytes``), so a huge
+    value is clamped rather than refused, as Confluent clamps it to its configuration.
+    """
     raw = request.query.get(name)
     if raw is None or raw == "":
         return -1
-    try:
+    digits = raw[1:] if raw[:1] == "-" else raw
+    if digits.isascii() and digits.isdigit() and len(digits) <= 4000:
         return int(raw)
-    except ValueError:
-        raise bad_request(f"Query parameter {name}={raw!r} is not an integer") from None
+    raise bad_request(f"Query parameter {name}={raw[:100]!r} is not an integer")

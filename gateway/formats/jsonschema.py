@@ -28,6 +28,7 @@ from referencing.jsonschema import DRAFT7
 
 from .codec import DataError, SchemaError
 from .framing import PayloadError
+from .json import check_answerable
 
 
 def compile_schema(schema: str, references: Mapping[str, str] | None = None) -> JsonSchemaCodec:
@@ -65,15 +66,19 @@ class JsonSchemaCodec:
             error = exceptions.best_match(self._validator.iter_errors(value))
         except Unresolvable as exc:  # a $ref no reference provides: the schema's fault
             raise SchemaError(f"Unresolvable reference: {exc}") from None
+        except RecursionError:  # a value deep enough to exhaust the validator's recursion
+            raise DataError("the value is nested too deeply to validate") from None
         if error is not None:
             raise DataError(f"{_where(error.absolute_path)}: {error.message}")
         return orjson.dumps(value)
 
     def decode(self, payload: bytes | memoryview) -> Any:
         try:
-            return orjson.loads(payload)
+            value = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
             raise PayloadError(f"Malformed JSON payload: {exc}") from None
+        check_answerable(payload, value)
+        return value
 
 
 def _load(text: str, what: str) -> Any:

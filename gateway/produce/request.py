@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..body import as_int, as_list, as_str, expect_object
+from ..body import INT32, as_int, as_list, as_str, expect_object
 from ..errors import unprocessable
 
 _BODY_FIELDS = frozenset(
@@ -52,7 +52,11 @@ def parse_produce_request(body: Any) -> ProduceRequest:
         keys.append(record.get("key"))
         values.append(record.get("value"))
         partition = record.get("partition")
-        partitions.append(partition if type(partition) is int else as_int(partition, "partition"))
+        if type(partition) is not int or not INT32[0] <= partition <= INT32[1]:
+            # Java's Integer, else Jackson's 400. A partition the topic lacks (negative ones
+            # included) is refused with its range once the topic's partitions are known.
+            partition = as_int(partition, "partition")
+        partitions.append(partition)
     return ProduceRequest(
         keys,
         values,

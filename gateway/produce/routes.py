@@ -1,7 +1,8 @@
 """v2 produce: ``POST /topics/{topic}`` and ``POST /topics/{topic}/partitions/{partition}``.
 
 The request's Content-Type names the embedded format of its keys and values; the answer is
-always ``application/vnd.kafka.v2+json`` with one ``offsets`` entry per record. Client
+``application/vnd.kafka.v2+json`` (``application/json`` to a client that asks for only that)
+with one ``offsets`` entry per record. Client
 mistakes are answered before anything is sent (see :mod:`.request`); Kafka's
 verdicts come back per record with HTTP 200, as Confluent's do.
 """
@@ -14,8 +15,9 @@ from aiohttp import web
 from ..body import read_json
 from ..context import CONFIG, PRODUCER
 from ..errors import GatewayError, partition_not_found, unprocessable
-from ..media import EMBEDDED, PRODUCE_CONSUMES, V2, V2_ONLY, check_content_type, respond_as
+from ..media import EMBEDDED, PRODUCE_CONSUMES, V2_ONLY, check_content_type, respond_as
 from ..paths import PARTITION, path_partition
+from ..topics import check_client_topics
 from .encoding import encode
 from .request import parse_produce_request
 from .sender import NotSent, not_sent, response_status, send_all
@@ -38,8 +40,10 @@ async def _produce(request: web.Request, path_partition: int | None) -> web.Resp
     # Jersey reads a body without a Content-Type (or octet-stream) and picks the method with
     # the highest weight among the produce methods: binary.
     embedded_format = EMBEDDED.get(check_content_type(request, PRODUCE_CONSUMES), "binary")
-    respond_as(request, V2_ONLY)
+    ctype = respond_as(request, V2_ONLY)
     topic = request.match_info["topic"]
+    # Before the body is even read: a refused request must not register schemas either.
+    check_client_topics(request.app[CONFIG], [topic])
     body = parse_produce_request(await read_json(request))
     encoded = await encode(request.app, embedded_format, topic, body)
     if None in encoded.keys and None in encoded.values:
@@ -67,7 +71,7 @@ async def _produce(request: web.Request, path_partition: int | None) -> web.Resp
         "value_schema_id": encoded.value_schema_id,
     }
     return web.Response(
-        status=response_status(offsets), body=orjson.dumps(payload), content_type=V2
+        status=response_status(offsets), body=orjson.dumps(payload), content_type=ctype
     )
 
 

@@ -66,6 +66,9 @@ class ProducerGate:
         self._clients = clients
         self._starting: asyncio.Future[AIOKafkaProducer] | None = None
         self.turns = BatchTurns()  # shared by the requests of this gateway, like the producer
+        # Requests waiting for each topic's partitions: only the last one to give up on a
+        # missing topic may make the producer forget it (see partitions()).
+        self._waiting: dict[str, int] = {}
 
     async def producer(self) -> AIOKafkaProducer:
         """The shared producer; the caller bounds the wait, the start itself is not cancelled."""
@@ -78,13 +81,35 @@ class ProducerGate:
     async def partitions(
         self, topic: str, max_block_ms: int
     ) -> tuple[AIOKafkaProducer, frozenset[int]]:
-        """The producer and the topic's partition ids, or :class:`NotSent` after the wait."""
+        """The producer and the topic's partition ids, or :class:`NotSent` after the wait.
+
+        Asking makes the producer track the topic at every metadata refresh from then on; a
+        topic still missing when the last request waiting for it gives up is dropped again,
+        so clients naming made-up topics cannot grow the shared producer's state for good.
+        """
         if not _legal_topic(topic):
             raise NotSent(
                 50002,
                 f'Topic name "{topic}" is illegal: it must be 1 to 249 ASCII alphanumerics, '
                 "'.', '_' or '-', and not '.' or '..'.",
             )
+        self._waiting[topic] = self._waiting.get(topic, 0) + 1
+        asked: list[AIOKafkaProducer] = []
+        try:
+            return await self._wait_for_partitions(topic, max_block_ms, asked)
+        finally:
+            # Also on cancellation (the client went away): the topic was asked about either way.
+            left = self._waiting.pop(topic) - 1
+            if left:
+                self._waiting[topic] = left
+            else:
+                for producer in asked:
+                    kafka_internals.forget_missing_topic(producer, topic)
+
+    async def _wait_for_partitions(
+        self, topic: str, max_block_ms: int, asked: list[AIOKafkaProducer]
+    ) -> tuple[AIOKafkaProducer, frozenset[int]]:
+        """:meth:`partitions` after the name check; ``asked`` gets the producer it asks."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max_block_ms / 1000
         unavailable: str | None = None
@@ -92,6 +117,8 @@ class ProducerGate:
             try:
                 async with asyncio.timeout_at(deadline):
                     producer = await self.producer()
+                    if producer not in asked:
+                        asked.append(producer)
                     return producer, frozenset(await producer.partitions_for(topic))
             except TimeoutError:
                 break

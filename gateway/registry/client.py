@@ -30,6 +30,7 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
+from ..config import redact
 from ..errors import GatewayError, describe
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
@@ -137,9 +138,10 @@ class HttpTransport:
                 raw = await resp.read()
                 return resp.status, _json(raw), raw
         except TimeoutError as exc:
-            raise TransportFailure(f"{self.url} did not answer in time") from exc
+            # Messages reach clients and logs: never with the URL's credentials.
+            raise TransportFailure(f"{redact(self.url)} did not answer in time") from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise TransportFailure(describe(exc)) from exc
+            raise TransportFailure(redact(describe(exc))) from exc
 
     async def close(self) -> None:
         await self._session.close()

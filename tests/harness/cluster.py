@@ -103,6 +103,7 @@ class GatewayCluster:
         secret: str | None = None,
         start_timeout: float = 30.0,
         log_level: str = "INFO",
+        replica_props: Mapping[int, Mapping[str, str]] | None = None,
     ) -> None:
         if n < 1:
             raise ValueError("a cluster needs at least one replica")
@@ -111,6 +112,8 @@ class GatewayCluster:
         self.redis_url = redis_url
         self.secret = secret or uuid.uuid4().hex
         self.extra_props = dict(props or {})
+        # Per replica, on top of the shared file (e.g. one replica's own route to Redis).
+        self.replica_props = {i: dict(p) for i, p in (replica_props or {}).items()}
         self.start_timeout = start_timeout
         self.log_level = log_level
         self.workdir: Path | None = None
@@ -289,6 +292,10 @@ defaults
     timeout queue 10s
     retries 2
     option redispatch
+    # A client that hangs up (e.g. gives up on a long poll) closes the replica's connection
+    # too: the replica's response write then fails and it keeps the records for the next
+    # read. Without this HAProxy reads the response for nobody and the records are lost.
+    option abortonclose
 
 frontend rest
     bind 127.0.0.1:{self.lb_port}
@@ -400,6 +407,8 @@ listen stats
             "--set",
             f"node.url={r.url}",
         ]
+        for key, value in self.replica_props.get(r.index, {}).items():
+            args += ["--set", f"{key}={value}"]
         with open(r.log_path, "ab") as log:
             stamp = time.strftime("%H:%M:%S")
             log.write(f"{START_MARK}{stamp}: {' '.join(args)}\n".encode())

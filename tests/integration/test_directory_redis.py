@@ -105,3 +105,38 @@ async def test_outage_is_a_bounded_store_unavailable(redis_server) -> None:
     finally:
         redis_server.resume()
         await d.stop()
+
+
+async def test_cluster_census_caps_creates_and_forgets_expired_and_deleted(
+    directory: RedisDirectory,
+) -> None:
+    from sessions.errors import TooManyInstances
+
+    assert await directory.create(rec(name="a"), 10_000, limit=2)
+    assert await directory.create(rec(name="b"), 400, limit=2)
+    with pytest.raises(TooManyInstances):
+        await directory.create(rec(name="c"), 10_000, limit=2)
+    assert await directory.get("g:1", "c") is None  # refused means not written
+    await asyncio.sleep(0.5)  # "b" expired: it no longer counts
+    assert await directory.create(rec(name="c"), 10_000, limit=2)
+    assert await directory.delete("g:1", "a", "n1", 1)
+    assert await directory.create(rec(name="d"), 10_000, limit=2)
+    await directory.touch([("g:1", "c"), ("g:1", "gone")], 10_000)  # touching keeps counting
+    with pytest.raises(TooManyInstances):
+        await directory.create(rec(name="e"), 10_000, limit=2)
+    assert await directory.create(rec(name="e"), 10_000)  # 0: no limit
+
+
+async def test_unknown_record_fields_survive_a_round_trip(directory: RedisDirectory) -> None:
+    """A newer version's fields are kept, so two versions can share the directory."""
+    import orjson
+
+    raw = orjson.loads(rec().dumps())
+    raw["future_field"] = {"x": 1}
+    loaded = InstanceRecord.loads(orjson.dumps(raw))
+    assert loaded.extra == {"future_field": {"x": 1}}
+    assert await directory.create(loaded, 10_000)
+    got = await directory.get("g:1", "c")
+    assert got is not None and got.extra == {"future_field": {"x": 1}}
+    claimed = await directory.claim("g:1", "c", "n1", 1, "n2", 10_000)
+    assert claimed is not None and claimed.extra == {"future_field": {"x": 1}}

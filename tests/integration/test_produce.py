@@ -275,7 +275,7 @@ VALUE_SCHEMA_MISSING = "Request includes values but does not include value schem
         ("application/json", GOOD, None, 415, 415, "HTTP 415 Unsupported Media Type"),
         ("text/plain", GOOD, None, 415, 415, "HTTP 415 Unsupported Media Type"),
         (V2_JSON, GOOD, None, 415, 415, "HTTP 415 Unsupported Media Type"),
-        (BINARY, GOOD, "application/json", 406, None, None),
+        (BINARY, GOOD, "text/html", 406, 406, "HTTP 406 Not Acceptable"),
         # schema formats: a value needs a value schema (tests/integration/test_schema_formats.py)
         (AVRO, GOOD, None, 422, 42202, VALUE_SCHEMA_MISSING),
         (JSONSCHEMA, GOOD, None, 422, 42202, VALUE_SCHEMA_MISSING),

@@ -644,6 +644,76 @@ async def test_creates_its_compacted_topic(
         await kafka_admin.delete_topics([topic])
 
 
+def deep_avro(depth: int) -> str:
+    return '{"type":' * depth + '"int"' + "}" * depth
+
+
+async def test_malformed_records_written_by_another_tool_are_skipped(
+    make_gateway: MakeGatewayFn, registry_topic: str, producer: AIOKafkaProducer
+) -> None:
+    """Each of these used to stop every replica's reader at its offset for good (or, for the
+    last two, to silently change what the registry allocates and checks)."""
+
+    def value(**v: Any) -> bytes:
+        base = {"subject": "evil-value", "version": 1, "id": 1, "schema": '"int"'}
+        return orjson.dumps({**base, **v})
+
+    schema_key = key(keytype="SCHEMA", subject="evil-value", version=1, magic=1)
+    crafted: list[tuple[bytes, bytes | None]] = [
+        (b"\xff\xfegarbage", b"\x00\x01\x02"),
+        (("[" * 3000 + "]" * 3000).encode(), b"{}"),  # a key no JSON parser here reads
+        (schema_key, value(schema=deep_avro(1000))),  # RecursionError in the reader
+        (schema_key, value(schema="[" * 5000 + "]" * 5000, schemaType="JSON")),
+        (schema_key, value(id=2**40)),  # would become the next id's base
+        (key(keytype="CONFIG", magic=0), b'{"compatibilityLevel":"LOOSE"}'),  # no checks
+    ]
+
+    async def write(records: list[tuple[bytes, bytes | None]]) -> None:
+        for k, v in records:
+            await producer.send_and_wait(registry_topic, value=v, key=k, partition=0)
+
+    await write(crafted)
+    client = await make_gateway(
+        {"schema.registry.builtin": "true", "schema.registry.topic": registry_topic}
+    )
+    sr = SR(client)
+    v1 = rec("User", ("name", "string"))
+    assert await sr.ok_register("users-value", v1) == 1  # nothing valid came before it
+    status, body = await sr.call("GET", "/subjects/users-value/versions/1")
+    assert status == 200 and (body["id"], json.loads(body["schema"])) == (1, v1)
+    status, body = await sr.call("GET", "/schemas/ids/1")
+    assert status == 200 and json.loads(body["schema"]) == v1
+    assert await sr.call("GET", "/subjects") == (200, ["users-value"])
+    # The global level is still the default: an incompatible version is refused.
+    assert await sr.call("GET", "/config") == (200, {"compatibilityLevel": "BACKWARD"})
+    assert error(*await sr.register("users-value", rec("User", ("name", "int")))) == (409, 409)
+
+    from gateway.registry.builtin import REGISTRY
+
+    registry = client.app[REGISTRY]
+    assert registry.skipped_records == len(crafted)
+    # While it runs, too (the tailing reader, not only the replay at start).
+    await write([(schema_key, value(schema=deep_avro(1000), id=2))])
+    v2 = rec("User", ("name", "string"), {"name": "age", "type": "int", "default": 0})
+    assert await sr.ok_register("users-value", v2) == 2
+    assert await sr.call("GET", "/subjects/users-value/versions") == (200, [1, 2])
+    assert registry.skipped_records == len(crafted) + 1
+
+
+async def test_odd_schemas_are_refused_not_crashed_on(sr: SR) -> None:
+    for text, extra in [
+        (deep_avro(1000), {}),
+        ("[" * 5000 + "]" * 5000, {"schemaType": "JSON"}),
+        (deep_avro(300), {}),
+        ('{"type": {"type": "int"}}', {}),  # shallow, but used to trip the normalizer: 500
+        ('{"type": ["null", "int"]}', {}),
+    ]:
+        assert error(*await sr.register("deep-value", text, **extra)) == (422, 42201)
+        lookup = await sr.call("POST", "/subjects/deep-value", {"schema": text, **extra})
+        assert error(*lookup) in ((404, 40401), (422, 42201))
+    assert await sr.call("GET", "/subjects") == (200, [])
+
+
 # --- several replicas ------------------------------------------------------------------------------
 
 

@@ -131,3 +131,12 @@ def test_json_reads_bytes_written_by_other_clients() -> None:
 def test_json_bytes_that_are_not_json_are_a_serializer_error() -> None:
     err = mapped(json.deserialize, b"\x00not json")
     assert (err.status, err.error_code) == (408, 40801)
+
+
+def test_json_too_deep_to_answer_is_an_unreadable_record() -> None:
+    """orjson writes at most 254 levels: a deeper stored value is a poison record (408),
+    never a response that fails to serialize on every read."""
+    err = mapped(json.deserialize, b"[" * 300 + b"]" * 300)
+    assert (err.status, err.error_code) == (408, 40801)
+    assert json.deserialize(b"[" * 254 + b"]" * 254) is not None  # the deepest it answers
+    assert json.deserialize(b'"' + b"[" * 400 + b'"') == "[" * 400  # brackets in a string

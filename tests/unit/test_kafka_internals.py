@@ -34,6 +34,17 @@ async def test_consumer_subscription_kind() -> None:
     assert internals.auto_assigned(consumer) is True
 
 
+async def test_consumer_subscribes_with_a_compiled_re2_pattern() -> None:
+    from sessions.instance import compile_pattern
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=NOWHERE)
+    internals.subscribe_pattern(consumer, compile_pattern(r"orders-\d+"), None)
+    assert internals.subscription_type(consumer) is internals.SubscriptionType.AUTO_PATTERN
+    assert internals.auto_assigned(consumer) is True
+    matcher = consumer._subscription.subscribed_pattern  # what aiokafka's coordinator calls
+    assert matcher.match("orders-12") and not matcher.match("payments")
+
+
 async def test_consumer_committed_with_metadata_uses_the_coordinator() -> None:
     consumer = AIOKafkaConsumer(bootstrap_servers=NOWHERE)
     assert hasattr(consumer, "_coordinator")  # set to a GroupCoordinator by start()
@@ -56,10 +67,24 @@ async def test_producer_limits_and_partitioner() -> None:
         await producer.stop()
 
 
+async def test_producer_forgets_a_topic_the_cluster_does_not_know() -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=NOWHERE)
+    try:
+        producer.client.set_topics(["missing", "other"])  # as partitions_for() adds them
+        assert internals.metadata_topics(producer) == {"missing", "other"}
+        assert internals.forget_missing_topic(producer, "missing") is True
+        assert internals.metadata_topics(producer) == {"other"}
+        assert internals.forget_missing_topic(producer, "missing") is False  # already gone
+    finally:
+        await producer.stop()
+
+
 async def test_admin_raw_request_method_exists() -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=NOWHERE)
     try:
         assert inspect.iscoroutinefunction(admin._send_request)
+        # ListOffsets goes to a partition's leader: the node is the second parameter.
+        assert list(inspect.signature(admin._send_request).parameters)[1] == "node_id"
         assert internals.admin_request.__module__ == "sessions.kafka_internals"
     finally:
         await admin.close()
@@ -79,6 +104,7 @@ def test_no_other_module_reads_aiokafka_private_attributes() -> None:
         "._request_timeout_ms",
         "._serialize(",
         "._send_request(",
+        "client._topics",
     )
     offenders = [
         f"{path.relative_to(root)}: {name}"

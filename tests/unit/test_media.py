@@ -34,7 +34,9 @@ def test_negotiate(accept, offered, chosen) -> None:
     assert media.negotiate(req(accept), offered) == chosen
 
 
-@pytest.mark.parametrize("accept", ["application/json", "text/plain", f"{media.V2};q=0"])
+@pytest.mark.parametrize(
+    "accept", ["application/xml", "text/plain", f"{media.V2};q=0", "application/json;q=0"]
+)
 def test_not_acceptable(accept) -> None:
     with pytest.raises(media.NotAcceptable):
         media.negotiate(req(accept), media.V2_ONLY)
@@ -46,3 +48,34 @@ def test_content_type_check() -> None:
     with pytest.raises(GatewayError) as err:
         media.check_content_type(req(ctype="application/json"), media.PRODUCE_CONSUMES)
     assert (err.value.status, err.value.error_code) == (415, 415)
+
+
+# --- tolerance: plain application/json ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "offered",
+    [media.V2_ONLY, media.V2_LOW, media.CONSUMERS_OFFER, media.RECORDS_OFFER],
+    ids=["v2-only", "v2-low", "consumers", "records"],
+)
+def test_plain_json_is_accepted_wherever_json_is_answered(offered) -> None:
+    assert media.negotiate(req("application/json"), offered) == media.JSON
+    assert media.negotiate(req("application/json; charset=utf-8"), offered) == media.JSON
+    # ... but never chosen over Confluent's own types when the client lets us choose.
+    for accept in (None, "*/*", "application/*", "application/json;q=0.5, */*"):
+        assert media.negotiate(req(accept), offered) != media.JSON, accept
+
+
+def test_plain_json_loses_to_a_named_v2_type_of_equal_q() -> None:
+    accept = f"application/json, {media.JSON_V2}"
+    assert media.negotiate(req(accept), media.CONSUMERS_OFFER) == media.JSON_V2
+    assert media.negotiate(req(accept), media.RECORDS_OFFER) == media.JSON_V2
+    assert media.negotiate(req(f"application/json, {media.V2};q=0.5"), media.V2_ONLY) == media.JSON
+
+
+def test_not_acceptable_is_a_confluent_error() -> None:
+    with pytest.raises(GatewayError) as err:
+        media.negotiate(req("text/html"), media.CONSUMERS_OFFER)
+    assert isinstance(err.value, media.NotAcceptable)
+    assert (err.value.status, err.value.error_code) == (406, 406)
+    assert err.value.message == "HTTP 406 Not Acceptable"

@@ -47,6 +47,12 @@ def test_records_become_parallel_columns() -> None:
         ({"records": [{"value": "x", "partition": True}]}, 400, 400, None),
         ({"records": [{"value": "x"}], "key_schema_id": "x"}, 400, 400, None),
         ({"records": [{"value": "x"}], "value_schema": {"type": "int"}}, 400, 400, None),
+        # Java's Integer, else Jackson's 400 (a partition the topic lacks is the sender's).
+        ({"records": [{"value": "x", "partition": 2**31}]}, 400, 400, None),
+        ({"records": [{"value": "x", "partition": -(2**31) - 1}]}, 400, 400, None),
+        ({"records": [{"value": "x", "partition": 1e300}]}, 400, 400, None),
+        ({"records": [{"value": "x", "partition": "99999999999"}]}, 400, 400, None),
+        ({"records": [{"value": "x"}], "value_schema_id": 2**31}, 400, 400, None),
     ],
 )
 def test_rejections(body: Any, status: int, code: int, message: str | None) -> None:
@@ -62,3 +68,8 @@ def test_a_bad_last_record_rejects_the_whole_request() -> None:
     with pytest.raises(GatewayError) as err:
         parse_produce_request({"records": records})
     assert err.value.message == "Unrecognized field: oops"
+
+
+def test_the_largest_partition_number_is_accepted() -> None:
+    req = parse_produce_request({"records": [{"value": "x", "partition": 2**31 - 1}]})
+    assert req.partitions == [2**31 - 1]  # the topic lacks it: that is the sender's 40002

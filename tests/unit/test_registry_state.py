@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-import orjson
+from typing import Any
 
-from gateway.registry.builtin import wire
-from gateway.registry.builtin.identity import identity
+import orjson
+import pytest
+from aiokafka import ConsumerRecord
+
+from gateway.config import Config
+from gateway.registry.builtin import RegistryService, wire
+from gateway.registry.builtin.identity import MAX_NESTING, SchemaTooDeep, identity
 from gateway.registry.builtin.model import Reference, SchemaText
+from gateway.registry.builtin.parsing import InvalidSchema, parse
 from gateway.registry.builtin.state import RegistryState
 
 A = SchemaText("AVRO", '{"type":"record","name":"A","fields":[]}')
@@ -103,3 +109,86 @@ def test_identity_ignores_formatting_but_not_meaning() -> None:
     assert identity(SchemaText("JSON", A.text)) != identity(A)
     referenced = SchemaText("AVRO", A.text, (Reference("n", "s", 1),))
     assert identity(referenced) != identity(A)
+
+
+# --- malformed records: anything may write the topic; replay skips them, never stalls ----------
+
+
+def nested_avro(depth: int) -> str:
+    return '{"type":' * depth + '"int"' + "}" * depth
+
+
+def nested_json(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def schema_value(**v: Any) -> bytes:
+    return orjson.dumps({"subject": "s", "version": 1, "id": 1, "schema": A.text, **v})
+
+
+SCHEMA_KEY = wire.schema_key("s", 1)
+MALFORMED: list[tuple[bytes | None, bytes | None]] = [
+    (None, b"{}"),
+    (b"\xff\xfe\x00 not json", b"\x00garbage"),
+    (b"[1, 2]", b"{}"),
+    (nested_json(2000).encode(), b"{}"),  # a key too deep for any JSON parser here
+    (SCHEMA_KEY, b"not json"),
+    (SCHEMA_KEY, schema_value(schema=nested_avro(1000))),  # RecursionError when normalized
+    (SCHEMA_KEY, schema_value(schema=nested_json(5000), schemaType="JSON")),
+    (SCHEMA_KEY, schema_value(schema=nested_json(201), schemaType="JSON")),  # just too deep
+    (SCHEMA_KEY, schema_value(id=2**40)),  # no client could frame it: must not become max_id
+    (SCHEMA_KEY, schema_value(id=0)),
+    (SCHEMA_KEY, schema_value(id="1")),
+    (SCHEMA_KEY, schema_value(references="oops")),
+    (SCHEMA_KEY, schema_value(references=[1])),
+    (SCHEMA_KEY, schema_value(schemaType=5)),
+    (b'{"keytype":"SCHEMA","subject":"s","version":-1,"magic":1}', schema_value()),
+    (wire.config_key(None), b'{"compatibilityLevel":"LOOSE"}'),  # would read as no checks
+    (wire.config_key("s"), b'{"compatibilityLevel":7}'),
+]
+
+
+def record(offset: int, key: bytes | None, value: bytes | None) -> ConsumerRecord[bytes, bytes]:
+    return ConsumerRecord("_schemas", 0, offset, 0, 0, key, value, None, 0, 0, [])
+
+
+def test_each_malformed_record_is_refused_by_the_decoder() -> None:
+    for key, value in MALFORMED:
+        with pytest.raises((wire.BadRecord, SchemaTooDeep, RecursionError)):
+            rec = wire.decode(key, value)
+            if isinstance(rec, wire.SchemaRecord):
+                identity(rec.schema)
+
+
+def test_nesting_bound_is_exact_and_deterministic() -> None:
+    ok = SchemaText("JSON", nested_json(MAX_NESTING))
+    assert identity(ok) == identity(SchemaText("JSON", " " + ok.text))
+    for depth in (MAX_NESTING + 1, 1000, 5000):
+        with pytest.raises(SchemaTooDeep):
+            identity(SchemaText("JSON", nested_json(depth)))
+    # An object as "type" is no primitive (and no reason to crash the normalizer).
+    for text in ('{"type": {"type": "int"}}', '{"type": ["null", "int"]}'):
+        assert isinstance(orjson.loads(identity(SchemaText("AVRO", text))[1]), dict)
+    # A client's schema this deep is an invalid schema (422), not a crash.
+    for text in (nested_avro(1000), nested_json(5000)):
+        with pytest.raises(InvalidSchema, match="levels deep"):
+            parse(SchemaText("AVRO", text))
+
+
+async def test_replay_skips_and_counts_malformed_records_between_good_ones() -> None:
+    service = RegistryService(Config())
+    good = [
+        schema("a", 1, 1, A),
+        *MALFORMED,
+        wire.encode_config(None, "FULL"),
+        schema("b", 1, 2, B),
+    ]
+    await service._apply([record(i, k, v) for i, (k, v) in enumerate(good)])
+    assert service.skipped_records == len(MALFORMED)
+    state = service.state
+    assert state.subjects() == ["a", "b"] and state.max_id == 2
+    assert state.schema(1) is not None and state.schema(1).schema == A
+    assert state.level(None) == "FULL"
+    # The skip is per record: a later batch is applied as usual.
+    await service._apply([record(len(good), *schema("c", 1, 3, A))])
+    assert state.subjects() == ["a", "b", "c"] and service.skipped_records == len(MALFORMED)

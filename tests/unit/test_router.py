@@ -17,8 +17,14 @@ import pytest
 from aiokafka import TopicPartition
 
 from sessions.directory import InstanceRecord, MemoryDirectory
-from sessions.errors import InstanceExists, InstanceNotFound, Moving, StoreUnavailable
-from sessions.instance import InstanceSpec
+from sessions.errors import (
+    InstanceExists,
+    InstanceNotFound,
+    Moving,
+    StoreUnavailable,
+    TooManyInstances,
+)
+from sessions.instance import Handover, InstanceSpec
 from sessions.router import Forward, InstanceRouter, Local
 
 A_URL = "http://a:1"
@@ -52,18 +58,17 @@ class FakeInstance:
     async def start(self) -> None:
         self.started = True
 
-    async def stop(self, *, commit: bool = True) -> None:
-        self.stops.append(commit)
+    async def stop(self, *, commit: bool = True, wait_s: float | None = None) -> None:
+        if not self.handed_over:  # after a hand-over, stop() only closes: nothing to commit
+            self.stops.append(commit)
 
-    async def restore(
-        self, subscription: dict[str, Any], positions: dict[TopicPartition, int]
-    ) -> None:
-        self.restored.append((subscription, positions))
+    async def restore(self, subscription: dict[str, Any], handover: Handover | None) -> None:
+        self.restored.append((subscription, dict(handover.positions) if handover else {}))
         self.subscription = dict(subscription)
 
-    async def close_for_handover(self) -> dict[TopicPartition, int]:
+    async def prepare_handover(self, kafka_budget_s: float | None = None) -> Handover:
         self.handed_over = True
-        return dict(self.positions)
+        return Handover(dict(self.positions), {tp: -1 for tp in self.positions})
 
     def subscription_state(self) -> dict[str, Any]:
         return dict(self.subscription)
@@ -101,9 +106,9 @@ class FlakyDirectory(MemoryDirectory):
         if op in self.failing:
             raise StoreUnavailable("connection refused")
 
-    async def create(self, record: InstanceRecord, ttl_ms: int) -> bool:
+    async def create(self, record: InstanceRecord, ttl_ms: int, limit: int = 0) -> bool:
         await self._check("create")
-        done = await super().create(record, ttl_ms)
+        done = await super().create(record, ttl_ms, limit)
         if "create" in self.lost_answers:
             raise StoreUnavailable("timed out")
         return done
@@ -485,17 +490,43 @@ async def test_local_route_does_not_read_the_directory(cluster: Any) -> None:
     assert directory.gets == before
 
 
-async def test_owner_keeps_serving_on_a_stale_lease_while_the_store_is_down(cluster: Any) -> None:
-    """Nobody can adopt while Redis is down, so a stale lease that cannot be renewed is fine."""
+async def test_owner_cut_off_from_the_store_fences_itself_before_its_lease_expires(
+    cluster: Any,
+) -> None:
+    """Others may adopt once the lease expires, so an owner that cannot renew stops serving
+    (a retriable StoreUnavailable) and its instances leave their groups before that."""
+    directory = FlakyDirectory()
+    a, _ = await cluster(A_URL, directory, lease_ms=400)
+    inst = await a.create(spec())
+    assert isinstance(await a.route("g", "c1"), Local)
+    directory.failing = set(FlakyDirectory.ALL)  # only A is cut off
+    await asyncio.sleep(0.4 * 0.6 + 0.1)  # past the fence point, before the lease expires
+    with pytest.raises(StoreUnavailable):
+        await a.route("g", "c1")
+    assert inst.stops == [True]  # left its group, committing what it delivered
+    assert a.local.find("g", "c1") is None
+
+    directory.failing = set()  # the store answers again: the instance is served again
+    await a.lease.renew()
+    got = await a.route("g", "c1")
+    assert isinstance(got, Local) and got.instance is not inst  # re-adopted from its record
+    rec = await directory.get("g", "c1")
+    assert rec is not None and (rec.owner, rec.epoch) == (a.node_id, 2)
+
+
+async def test_fenced_owner_answers_retriable_errors_even_before_the_fence_callback(
+    cluster: Any,
+) -> None:
+    """Serving stops on time, even if the fence callback has not run (starved loop)."""
     directory = FlakyDirectory()
     a, _ = await cluster(A_URL, directory, lease_ms=200)
     inst = await a.create(spec())
-    await a.lease.stop()
-    await asyncio.sleep(0.2)  # the last renewal is stale: route() will try to renew
+    await a.lease.stop()  # renewal loop and watchdog starved
+    await asyncio.sleep(0.2)
     directory.failing = set(FlakyDirectory.ALL)
     for _ in range(3):
-        got = await a.route("g", "c1")
-        assert isinstance(got, Local) and got.instance is inst
+        with pytest.raises(StoreUnavailable):
+            await a.route("g", "c1")
     assert inst.stops == []
 
 
@@ -572,3 +603,30 @@ async def test_expired_instance_is_not_found_and_its_record_goes(cluster: Any) -
     assert await directory.get("g", "c1") is None
     with pytest.raises(InstanceNotFound):
         await b.route("g", "c1")
+
+
+# --- caps ---------------------------------------------------------------------------------------
+
+
+async def test_instance_caps_per_replica_and_per_cluster(cluster: Any) -> None:
+    """A full replica refuses creates and adoptions (another may have room); a full
+    cluster refuses creates everywhere; deleting makes room again."""
+    directory = MemoryDirectory()
+    a, _ = await cluster(A_URL, directory, max_instances=2, max_cluster_instances=3)
+    b, _ = await cluster(B_URL, directory, max_instances=2, max_cluster_instances=3)
+    first = await a.create(spec("c1"))
+    await a.create(spec("c2"))
+    with pytest.raises(TooManyInstances) as full:
+        await a.create(spec("c3"))
+    assert full.value.scope == "replica"
+    await b.create(spec("c3"))
+    with pytest.raises(TooManyInstances) as full:
+        await b.create(spec("c4"))
+    assert full.value.scope == "cluster"
+    await a.delete(first)
+    await b.create(spec("c4"))
+    assert {r.name for r in [await directory.get("g", n) for n in ("c2", "c3", "c4")] if r} == {
+        "c2",
+        "c3",
+        "c4",
+    }

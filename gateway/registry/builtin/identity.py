@@ -17,6 +17,16 @@ from .model import AVRO, PROTOBUF, SchemaText
 
 Identity = tuple[str, str, tuple[tuple[str, str, int], ...]]
 
+# Deeper JSON is refused as a schema. Not for its size: the rules here and in parsing recurse,
+# and how deep Python can recurse depends on the caller's stack, so without a fixed bound the
+# same record could be accepted by one replica's replay and refused by another's. 200 is within
+# orjson's own limits (254 to write) and far beyond any schema a person or a generator writes.
+MAX_NESTING = 200
+
+
+class SchemaTooDeep(ValueError):
+    """JSON schema text nested deeper than :data:`MAX_NESTING`."""
+
 
 def identity(schema: SchemaText) -> Identity:
     """Cheap enough to run on every replayed record (no schema parsing)."""
@@ -25,18 +35,38 @@ def identity(schema: SchemaText) -> Identity:
 
 
 def normalized_text(schema: SchemaText) -> str:
+    """Raises :class:`SchemaTooDeep`."""
     if schema.schema_type == PROTOBUF:
         return schema.text.strip()
     try:
         doc = _loads(schema.text)
+    except RecursionError:
+        raise SchemaTooDeep(f"nested more than {MAX_NESTING} levels deep") from None
     except ValueError:
         return schema.text.strip()  # not JSON: only ever equal to itself
+    check_nesting(doc)
     if schema.schema_type == AVRO:
         doc = simplify_avro(doc)
     try:
         return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS).decode()
     except TypeError:
         return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def check_nesting(doc: Any) -> None:
+    """Raises :class:`SchemaTooDeep`; iterative, so it is safe on any document."""
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > MAX_NESTING:
+            raise SchemaTooDeep(f"nested more than {MAX_NESTING} levels deep")
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
 
 
 _AVRO_PRIMITIVES = frozenset(
@@ -47,8 +77,9 @@ _AVRO_PRIMITIVES = frozenset(
 def simplify_avro(doc: Any) -> Any:
     """``{"type": "int"}`` is ``"int"``, as Avro's own canonical string writes it."""
     if isinstance(doc, dict):
-        if len(doc) == 1 and doc.get("type") in _AVRO_PRIMITIVES:
-            return doc["type"]
+        kind = doc.get("type")
+        if len(doc) == 1 and isinstance(kind, str) and kind in _AVRO_PRIMITIVES:
+            return kind
         return {k: simplify_avro(v) for k, v in doc.items()}
     if isinstance(doc, list):
         return [simplify_avro(v) for v in doc]

@@ -31,7 +31,10 @@ log = logging.getLogger(__name__)
 _TOPIC_EXISTS = 36
 _BATCH = 500  # records applied per slice, so a long replay yields to the event loop
 
-# Applies one fetched batch, in offset order; may hand decoding to a worker thread.
+# Applies one fetched batch, in offset order; may hand decoding to a worker thread. It must
+# not raise for what a record holds (skip and count it instead): a raise is taken as the reader
+# failing, which reconnects and retries from the same offset, so a record-borne raise would
+# wedge the registry on every replica.
 Apply = Callable[[list[ConsumerRecord[bytes, bytes]]], Awaitable[None]]
 
 

@@ -21,7 +21,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from .avro import AvroSchema, InvalidAvro, parse_avro
-from .identity import Identity, compact_json, identity, simplify_avro
+from .identity import (
+    MAX_NESTING,
+    Identity,
+    SchemaTooDeep,
+    check_nesting,
+    compact_json,
+    identity,
+    simplify_avro,
+)
 from .model import AVRO, JSON, PROTOBUF, SchemaText
 
 
@@ -66,9 +74,13 @@ def _parsed(schema: SchemaText, text: str, avro: AvroSchema | None = None) -> Pa
 
 def _json(text: str) -> Any:
     try:
-        return json.loads(text)
+        doc = json.loads(text)
+        check_nesting(doc)
+    except (RecursionError, SchemaTooDeep):
+        raise InvalidSchema(f"nested more than {MAX_NESTING} levels deep") from None
     except ValueError as exc:
         raise InvalidSchema(f"not valid JSON ({exc}) (schema: {_excerpt(text)})") from exc
+    return doc
 
 
 def _check_json_schema(doc: Any) -> None:

@@ -15,10 +15,11 @@ from collections.abc import Sequence
 from aiokafka import ConsumerRecord
 
 from gateway.config import Config
+from gateway.errors import describe
 
 from . import errors, wire
 from .compatibility import avro_level_errors
-from .identity import Identity, identity
+from .identity import Identity, SchemaTooDeep, identity
 from .kafka_log import SchemaLog
 from .model import AVRO, DEFAULT_LEVEL, NONE, SchemaText, Version
 from .parsing import InvalidSchema, ParsedSchema, parse
@@ -43,6 +44,9 @@ class RegistryService:
         ttl_ms = 3 * config.kafka_timeout_ms + 5000
         self._lock = open_write_lock(config.session_store_url, config.schema_registry_topic, ttl_ms)
         self._parsed: dict[int, ParsedSchema] = {}
+        # Records of the topic replay skipped as malformed (anything can write the topic);
+        # also logged, one line each with its offset.
+        self.skipped_records = 0
 
     async def start(self) -> None:
         await self.log.start()
@@ -54,9 +58,16 @@ class RegistryService:
     async def _apply(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         # Decoding and normalizing schema texts is the CPU part of a replay: a worker thread
         # does it, the loop only folds the results into the view (dictionary updates).
-        decoded = await asyncio.to_thread(_decode_batch, records)
-        for rec, ident in decoded:
-            self.state.apply(rec, ident)
+        # Nothing a record holds may make this raise: the reader would retry the same offset
+        # forever, on every replica, and the registry would be wedged for good.
+        decoded, skipped = await asyncio.to_thread(_decode_batch, records)
+        self.skipped_records += skipped
+        for offset, rec, ident in decoded:
+            try:
+                self.state.apply(rec, ident)
+            except Exception:
+                self.skipped_records += 1
+                log.exception("schema registry: skipping record at offset %d", offset)
 
     # --- reads -------------------------------------------------------------------------------
 
@@ -107,7 +118,7 @@ class RegistryService:
         await self.log.catch_up()
         if not self.state.versions(subject, include_deleted):
             raise errors.subject_not_found(subject)
-        v = self.state.find(subject, identity(schema), include_deleted)
+        v = self.state.find(subject, _identity(schema), include_deleted)
         if v is None:
             await self._parse(schema)  # an invalid schema is 42201, a valid unknown one 40403
             raise errors.schema_not_found()
@@ -143,7 +154,7 @@ class RegistryService:
     async def register(self, subject: str, schema: SchemaText) -> int:
         await self.log.catch_up()
         # Already there (the common case for a producer): no parsing, no lock, no write.
-        existing = self.state.find(subject, identity(schema))
+        existing = self.state.find(subject, _identity(schema))
         if existing is not None:
             return existing.id
         parsed = await self._parse(schema)  # outside the lock: parsing may be slow
@@ -300,6 +311,11 @@ class RegistryService:
             return await asyncio.to_thread(parse, schema, deps)
         except InvalidSchema as exc:
             raise errors.invalid_schema(f"{what}{exc}") from exc
+        except Exception as exc:
+            # A parser tripping over some input (RecursionError, a library's own bug) is
+            # still about that schema: 422 for the client, the trace for us.
+            log.warning("schema registry: parsing %sfailed", what or "a schema ", exc_info=True)
+            raise errors.invalid_schema(f"{what}cannot be parsed: {describe(exc)}") from exc
 
     def _dependencies(self, schema: SchemaText) -> list[tuple[str, SchemaText]]:
         """Every schema ``schema`` references, transitively, dependencies first, with the
@@ -329,20 +345,38 @@ class RegistryService:
         return out
 
 
+def _identity(schema: SchemaText) -> Identity:
+    """A client's schema's identity; too deep to be one is the client's mistake (422)."""
+    try:
+        return identity(schema)
+    except SchemaTooDeep as exc:
+        raise errors.invalid_schema(str(exc)) from None
+
+
 def _decode_batch(
     records: list[ConsumerRecord[bytes, bytes]],
-) -> list[tuple[wire.Record, Identity | None]]:
-    out: list[tuple[wire.Record, Identity | None]] = []
+) -> tuple[list[tuple[int, wire.Record, Identity | None]], int]:
+    """(offset, record, identity of its schema) for each record that means something to the
+    registry, and how many were skipped as malformed."""
+    out: list[tuple[int, wire.Record, Identity | None]] = []
+    skipped = 0
     for record in records:
         try:
             rec = wire.decode(record.key, record.value)
-        except wire.BadRecord as exc:
-            log.warning("schema registry: skipping record at offset %d: %s", record.offset, exc)
+            if rec is None:
+                continue
+            ident = identity(rec.schema) if isinstance(rec, wire.SchemaRecord) else None
+        except (wire.BadRecord, SchemaTooDeep, RecursionError) as exc:
+            skipped += 1
+            log.warning(
+                "schema registry: skipping malformed record at offset %d: %s",
+                record.offset,
+                describe(exc),
+            )
             continue
-        except Exception:  # one bad record must not stall every replica forever
+        except Exception:  # whatever else a crafted record trips over: skip it all the same
+            skipped += 1
             log.exception("schema registry: skipping record at offset %d", record.offset)
             continue
-        if rec is not None:
-            ident = identity(rec.schema) if isinstance(rec, wire.SchemaRecord) else None
-            out.append((rec, ident))
-    return out
+        out.append((record.offset, rec, ident))
+    return out, skipped

@@ -9,7 +9,11 @@ global CONFIG key has no ``subject``).
 Key types understood: SCHEMA (value: one subject version; null value = permanent delete),
 CONFIG (compatibility level; null value = level removed), DELETE_SUBJECT (soft-delete of every
 version up to ``version``). NOOP, MODE, CONTEXT, CLEAR_SUBJECT, ASSOC and unknown types are
-skipped, as are records that do not parse (logged by the caller).
+skipped. A record that does not parse raises :class:`BadRecord` (the caller logs, counts and
+skips it): anything may have written the topic, and Confluent's reader likewise skips what it
+cannot deserialize. Numbers must fit Confluent's ``int`` (ids and versions are Java ints, and
+an id is 4 bytes in the wire format: one crafted id of 2**40 would otherwise become ``max_id``
+and every later registration would allocate ids no client can frame).
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from typing import Any
 
 import orjson
 
-from .model import AVRO, Reference, SchemaText
+from .model import AVRO, LEVELS, Reference, SchemaText
+
+_INT_MAX = 2**31 - 1
 
 
 class BadRecord(ValueError):
@@ -122,7 +128,11 @@ def decode(key: bytes | None, value: bytes | None) -> Record | None:
         if value is None:
             return ConfigRecord(scope, None)
         level = _object(value, "value").get("compatibilityLevel")
-        return ConfigRecord(scope, str(level).upper() if level is not None else None)
+        if level is None:
+            return ConfigRecord(scope, None)
+        if not isinstance(level, str) or level.upper() not in LEVELS:
+            raise BadRecord(f"unknown compatibilityLevel {str(level)[:50]!r}")
+        return ConfigRecord(scope, level.upper())
     if keytype == "DELETE_SUBJECT":
         if value is None:
             return None
@@ -132,13 +142,18 @@ def decode(key: bytes | None, value: bytes | None) -> Record | None:
 
 
 def _schema_value(v: dict[str, Any], subject: str, version: int) -> SchemaRecord:
+    raw_refs = v.get("references") or []
+    if not isinstance(raw_refs, list) or not all(isinstance(r, dict) for r in raw_refs):
+        raise BadRecord("'references' is not a list of objects")
     refs = tuple(
-        Reference(_str(r, "name"), _str(r, "subject"), _int(r, "version"))
-        for r in v.get("references") or ()
-        if isinstance(r, dict)
+        # Only ever looked up, never allocated from: any int will do.
+        Reference(_str(r, "name"), _str(r, "subject"), _int(r, "version", lo=-_INT_MAX - 1))
+        for r in raw_refs
     )
     schema_type = v.get("schemaType") or AVRO
-    text = SchemaText(str(schema_type).upper(), _str(v, "schema"), refs)
+    if not isinstance(schema_type, str):
+        raise BadRecord("non-string 'schemaType'")
+    text = SchemaText(schema_type.upper(), _str(v, "schema"), refs)
     return SchemaRecord(
         subject=subject,  # the key names the slot compaction keeps; it is authoritative
         version=version,
@@ -165,8 +180,10 @@ def _str(doc: dict[str, Any], name: str, default: Any = None) -> str:
     return value
 
 
-def _int(doc: dict[str, Any], name: str, default: Any = None) -> int:
+def _int(doc: dict[str, Any], name: str, default: Any = None, lo: int = 1) -> int:
     value = doc.get(name, default)
     if not isinstance(value, int) or isinstance(value, bool):
         raise BadRecord(f"missing or non-integer {name!r}")
+    if not lo <= value <= _INT_MAX:
+        raise BadRecord(f"{name!r} {value} is outside [{lo}, {_INT_MAX}]")
     return value
