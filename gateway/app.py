@@ -22,18 +22,33 @@ from sessions.instance import ConsumerInstance, InstanceSpec
 from sessions.local import InstanceFactory
 from sessions.router import InstanceRouter
 
-from . import metadata, openapi
+from . import kafka_pool, metadata, openapi
 from .config import Config
 from .consume import routes as consume_routes
 from .context import CONFIG, KAFKA, PRODUCER, RESPONSE_TYPE, SCHEMAS, SESSIONS
 from .errors import GatewayError, error_body, error_response, to_gateway_error
 from .formats.codec import DataError, PayloadError
-from .forwarding import FORWARDED, FORWARDER, HEADER, LEGACY_HEADER, Forwarder
+from .forwarding import (
+    FORWARDED,
+    FORWARDER,
+    HEADER,
+    LEGACY_HEADER,
+    PRINCIPAL_HEADER,
+    Forwarder,
+    decode_principal,
+)
 from .kafka import KafkaClients, kafka_kwargs
+from .observability import wiring as observability
+from .observability.access_log import observe_middleware
 from .produce import routes as produce_routes
 from .produce.sender import ProducerGate
 from .registry import builtin
 from .registry.schemas import Schemas
+from .security.authn import AUTHENTICATOR, Authenticator, authentication_middleware
+from .security.authz import AUTHORIZER, Authorizer
+from .security.principal import PRINCIPAL
+from .security.quotas import quota_middleware
+from .security.tls import TLS, TLS_KEY
 from .topics import client_topic_filter
 
 log = logging.getLogger(__name__)
@@ -75,15 +90,11 @@ async def forwarded_middleware(request: web.Request, handler: Handler) -> web.St
     if HEADER in request.headers or LEGACY_HEADER in request.headers:
         node_id = request.app[SESSIONS].node_id
         request[FORWARDED] = await request.app[FORWARDER].verify(request, node_id)
+        if request[FORWARDED]:
+            # The replica that received the request authenticated the client; the principal
+            # it vouched for is part of the verified signature.
+            request[PRINCIPAL] = decode_principal(request.headers.get(PRINCIPAL_HEADER, ""))
     return await handler(request)
-
-
-async def readyz(request: web.Request) -> web.Response:
-    """Readiness for load balancers: false as soon as a drain starts, before work stops."""
-    sessions = request.app[SESSIONS]
-    if not sessions.ready or sessions.draining:
-        return web.json_response({"status": "draining"}, status=503)
-    return web.json_response({"status": "ready"})
 
 
 class Component(Protocol):
@@ -95,7 +106,15 @@ class Component(Protocol):
 
 def build_app(config: Config) -> web.Application:
     app = web.Application(
-        middlewares=[error_middleware, forwarded_middleware],
+        # Order matters: errors wrap everything; a forwarded request is verified (and its
+        # principal taken from the signed hop) before authentication, which skips it.
+        middlewares=[
+            observe_middleware,  # outermost: times everything, sees the final status
+            error_middleware,
+            forwarded_middleware,
+            authentication_middleware,
+            quota_middleware,  # last: keyed by the principal authentication established
+        ],
         client_max_size=64 * 1024 * 1024,
         # aiohttp keeps an idle connection for an hour by default; here, and not in serve(),
         # so every runner of this app (tests included) closes idle connections the same way.
@@ -105,8 +124,10 @@ def build_app(config: Config) -> web.Application:
 
     # Every long-lived component, in start order (stopped in reverse: sessions drain first).
     kafka = KafkaClients(config)
+    tls = TLS(config)
     forwarder = Forwarder(
         config.cluster_secret,
+        ssl_context=tls.client,
         default_wait_ms=config.consumer_request_timeout_ms,
         kafka_timeout_ms=config.kafka_timeout_ms,
     )
@@ -125,12 +146,23 @@ def build_app(config: Config) -> web.Application:
         max_cluster_instances=config.consumer_instances_cluster_max,
     )
     lifecycle: list[Component] = [kafka, forwarder]
+    if config.kafka_credentials == "principal":
+        # Innermost middleware: it reads the principal authentication established.
+        app[kafka_pool.POOL] = pool = kafka_pool.PrincipalKafka(config)
+        app.middlewares.append(kafka_pool.pass_through_middleware)
+        lifecycle.append(pool)
     if registry is not None:
         lifecycle.append(registry)
     lifecycle += [schemas, sessions]
+    lifecycle += observability.install(
+        app, config, kafka=kafka, sessions=sessions, forwarder=forwarder, registry=registry
+    )
     for component in lifecycle:
         app.cleanup_ctx.append(_started(component))
 
+    app[AUTHENTICATOR] = Authenticator(config)
+    app[TLS_KEY] = tls
+    app[AUTHORIZER] = Authorizer(config)  # a bad rules file stops start-up here
     app[KAFKA] = kafka
     app[PRODUCER] = ProducerGate(kafka)
     app[FORWARDER] = forwarder
@@ -139,7 +171,6 @@ def build_app(config: Config) -> web.Application:
     if registry is not None:
         app[builtin.REGISTRY] = registry
 
-    app.router.add_get("/readyz", readyz)
     openapi.add_routes(app, builtin_registry=registry is not None)
     metadata.add_routes(app)
     produce_routes.add_routes(app)
@@ -172,7 +203,8 @@ def instance_factory(config: Config) -> InstanceFactory:
         return ConsumerInstance(
             spec,
             bootstrap_servers=config.bootstrap_servers,
-            kafka_settings=settings,
+            # Pass-through: the creating (or adopting) caller's, never stored in the spec.
+            kafka_settings={**settings, **kafka_pool.consumer_credentials(config)},
             instance_timeout_ms=config.consumer_instance_timeout_ms,
             kafka_timeout_ms=config.kafka_timeout_ms,
             auto_commit_interval_ms=interval,

@@ -74,6 +74,27 @@ def _bool(value: str) -> bool:
     return v == "true"
 
 
+AUTHENTICATION_METHODS = ("NONE", "BASIC", "BEARER", "MTLS")
+
+
+def _auth_methods(value: str) -> tuple[str, ...]:
+    names = [v.strip().upper() for v in value.split(",") if v.strip()]
+    unknown = [n for n in names if n not in AUTHENTICATION_METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}: use {', '.join(AUTHENTICATION_METHODS)}")
+    methods = tuple(dict.fromkeys(n for n in names if n != "NONE"))
+    if methods and "NONE" in names:
+        raise ValueError("NONE cannot be combined with other methods")
+    return methods
+
+
+def _log_format(value: str) -> str:
+    v = value.strip().lower()
+    if v not in ("text", "json"):
+        raise ValueError(f"{value!r} must be text or json")
+    return v
+
+
 def _listeners(value: str) -> tuple[Listener, ...]:
     out = []
     for item in (v.strip() for v in value.split(",")):
@@ -122,6 +143,21 @@ def redact(value: str) -> str:
         return f"{m.group(1)}{user + ':***' if sep else '***'}@"
 
     return _SECRET_PARAM.sub(r"\1***", _USERINFO.sub(userinfo, value))
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        v = value.strip()
+        match = next((a for a in allowed if a.lower() == v.lower()), None)
+        if match is None:
+            raise ValueError(f"{v!r} is not one of {', '.join(allowed)}")
+        return match
+
+    return parse
+
+
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
 
 
 def _topic_names(value: str) -> tuple[str, ...]:
@@ -274,6 +310,21 @@ class Config:
         "an idle keep-alive connection is closed after this; keep it above the load balancer's"
         " idle timeout (and above 30 s, how long replicas keep theirs to each other)",
     )
+    quota_requests_per_second: int = _setting(
+        "quota.requests.per.second",
+        0,
+        _int(0),
+        "requests one principal may make per second on each replica (beyond: 429 42903; 0: no limit)",
+    )
+    quota_produce_bytes_per_second: int = _setting(
+        "quota.produce.bytes.per.second",
+        0,
+        _int(0),
+        "produce body bytes one principal may send per second on each replica (beyond: 429 42904; 0: no limit)",
+    )
+    log_format: str = _setting(
+        "log.format", "text", _log_format, "`text` or `json` (one object per line)"
+    )
     schema_registry_url: str = _setting(
         "schema.registry.url",
         "http://localhost:8081",
@@ -305,6 +356,151 @@ class Config:
         _topic_names,
         "protected topics (`schema.registry.topic` and Kafka's `__*`) clients may still produce"
         " to and consume from: comma-separated names, or `*` for all",
+    )
+    authentication_method: tuple[str, ...] = _setting(
+        "authentication.method",
+        (),
+        _auth_methods,
+        "NONE, or a comma-separated list of BASIC, BEARER, MTLS (the first a request carries credentials for is used)",
+    )
+    authentication_realm: str = _setting(
+        "authentication.realm", "event-gateway", _text, "realm named in `WWW-Authenticate`"
+    )
+    authentication_basic_users_file: str = _setting(
+        "authentication.basic.users.file",
+        "",
+        _text,
+        "users file for BASIC (`name:bcrypt-hash[:groups]` lines; `event-gateway user add` writes it)",
+    )
+    # Bearer JWT (gateway/security/jwt.py). The key decides the algorithms: a secret only
+    # HS*, a public key or JWKS only its own type's, so a token cannot pick its verifier.
+    authentication_jwt_secret: str = _setting(
+        "authentication.jwt.secret",
+        "",
+        _text,
+        "BEARER: shared secret of HS256/384/512 tokens (never logged)",
+    )
+    authentication_jwt_public_key_file: str = _setting(
+        "authentication.jwt.public.key.file",
+        "",
+        _text,
+        "BEARER: PEM public key or certificate (RSA: RS*/PS*, EC: ES*) tokens are signed for",
+    )
+    authentication_jwt_jwks_url: str = _setting(
+        "authentication.jwt.jwks.url",
+        "",
+        _url_or_empty,
+        "BEARER: JWKS URL of the token issuer (fetched on first use, cached)",
+    )
+    authentication_jwt_jwks_refresh_ms: int = _setting(
+        "authentication.jwt.jwks.refresh.ms",
+        30_000,
+        _int(1000),
+        "a token with an unknown `kid` refetches the JWKS at most this often (and a set older"
+        " than 120 times this is refetched anyway)",
+    )
+    authentication_jwt_issuer: str = _setting(
+        "authentication.jwt.issuer", "", _text, "BEARER: required `iss` (unset: not checked)"
+    )
+    authentication_jwt_audience: tuple[str, ...] = _setting(
+        "authentication.jwt.audience",
+        (),
+        _names,
+        "BEARER: accepted `aud` values, comma-separated (unset: not checked)",
+    )
+    authentication_jwt_principal_claim: str = _setting(
+        "authentication.jwt.principal.claim",
+        "sub",
+        _text,
+        "BEARER: claim naming the principal (dots walk into objects: `a.b`)",
+    )
+    authentication_jwt_groups_claim: str = _setting(
+        "authentication.jwt.groups.claim",
+        "",
+        _text,
+        "BEARER: claim listing the principal's groups (a list, or a space-separated string)",
+    )
+    authentication_jwt_clock_skew_ms: int = _setting(
+        "authentication.jwt.clock.skew.ms",
+        30_000,
+        _int(0, 600_000),
+        "BEARER: tolerance on `exp`, `nbf` and `iat`",
+    )
+    authentication_mtls_principal: str = _setting(
+        "authentication.mtls.principal",
+        "CN",
+        _choice("CN", "SAN_DNS", "SAN_EMAIL", "SUBJECT"),
+        "MTLS: the client certificate's part that names the principal (SUBJECT: RFC 4514 text)",
+    )
+    authorization_rules_file: str = _setting(
+        "authorization.rules.file",
+        "",
+        _text,
+        "JSON allow rules per principal for produce, consume, metadata and the registry (set:"
+        " authorisation on, anything not allowed is 403 40301; re-read when it changes)",
+    )
+    # TLS (gateway/security/tls.py): librdkafka's PEM names, not Confluent's Java keystores.
+    ssl_certificate_location: str = _setting(
+        "ssl.certificate.location",
+        "",
+        _text,
+        "PEM certificate chain of an `https://` listener (reloaded on SIGHUP)",
+    )
+    ssl_key_location: str = _setting(
+        "ssl.key.location", "", _text, "PEM private key of that certificate (reloaded on SIGHUP)"
+    )
+    ssl_key_password: str = _setting(
+        "ssl.key.password", "", _text, "password of an encrypted `ssl.key.location`"
+    )
+    ssl_client_authentication: str = _setting(
+        "ssl.client.authentication",
+        "NONE",
+        _choice("NONE", "REQUESTED", "REQUIRED"),
+        "client certificates on the `https://` listener: not asked for, verified when sent, or"
+        " required (handshake refused without one)",
+    )
+    ssl_ca_location: str = _setting(
+        "ssl.ca.location",
+        "",
+        _text,
+        "PEM CA certificates client certificates must chain to",
+    )
+    node_ssl_ca_location: str = _setting(
+        "node.ssl.ca.location",
+        "",
+        _text,
+        "PEM CA certificates trusted for `https://` node URLs (unset: `ssl.ca.location`, else"
+        " the system store)",
+    )
+    # Pass-through: Kafka's own ACLs judge each caller, with the credentials it proved itself
+    # with over HTTP (see gateway/kafka_pool.py).
+    kafka_credentials: str = _setting(
+        "kafka.credentials",
+        "gateway",
+        _choice("gateway", "principal"),
+        "whom Kafka sees: `gateway` (the `client.sasl.*` identity) or `principal` (each"
+        " authenticated caller: Basic as SASL PLAIN/SCRAM, Bearer as OAUTHBEARER)",
+    )
+    kafka_principal_sasl_mechanism: str = _setting(
+        "kafka.principal.sasl.mechanism",
+        "PLAIN",
+        _choice("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
+        "with `kafka.credentials=principal`: the SASL mechanism a Basic caller's password is"
+        " sent with",
+    )
+    kafka_principal_clients_max: int = _setting(
+        "kafka.principal.clients.max",
+        100,
+        _int(1),
+        "with `kafka.credentials=principal`: callers whose Kafka clients one replica keeps"
+        " (least recently used idle ones are closed beyond; all busy: 503 50003)",
+    )
+    kafka_principal_clients_idle_ms: int = _setting(
+        "kafka.principal.clients.idle.ms",
+        300_000,
+        _int(1000),
+        "with `kafka.credentials=principal`: a caller's Kafka clients are closed after this"
+        " long unused",
     )
     producer: Mapping[str, str] = field(default_factory=dict)
     consumer: Mapping[str, str] = field(default_factory=dict)
@@ -493,6 +689,39 @@ def load(
     return from_properties(props)
 
 
+def _check_tls_and_tokens(values: Mapping[str, Any]) -> None:
+    """What the TLS and token keys need of each other (files are read at start-up)."""
+    methods = values.get("authentication_method", ())
+    https = values["listeners"][0].scheme == "https"
+    if https and not (values.get("ssl_certificate_location") and values.get("ssl_key_location")):
+        raise ConfigError(
+            "ssl.certificate.location: an https:// listener needs ssl.certificate.location and"
+            " ssl.key.location (PEM files; Java keystores are not read)"
+        )
+    client_auth = values.get("ssl_client_authentication", "NONE")
+    if client_auth != "NONE" and not (https and values.get("ssl_ca_location")):
+        raise ConfigError(
+            "ssl.client.authentication: needs an https:// listener and ssl.ca.location (the CA"
+            " client certificates are verified against)"
+        )
+    if "MTLS" in methods and client_auth == "NONE":
+        raise ConfigError(
+            "authentication.method: MTLS needs ssl.client.authentication=REQUESTED or REQUIRED"
+        )
+    if "BEARER" in methods and not any(
+        values.get(k)
+        for k in (
+            "authentication_jwt_secret",
+            "authentication_jwt_public_key_file",
+            "authentication_jwt_jwks_url",
+        )
+    ):
+        raise ConfigError(
+            "authentication.method: BEARER needs authentication.jwt.secret,"
+            " authentication.jwt.public.key.file or authentication.jwt.jwks.url"
+        )
+
+
 def from_properties(props: Mapping[str, str]) -> Config:
     values: dict[str, Any] = {}
     passthrough: dict[str, dict[str, str]] = {p[:-1]: {} for p in PASS_THROUGH_PREFIXES}
@@ -525,6 +754,14 @@ def from_properties(props: Mapping[str, str]) -> Config:
             f"consumer.request.timeout.ms: {wait} is above consumer.request.timeout.max.ms "
             f"({max_wait})"
         )
+    if "BASIC" in values.get("authentication_method", ()) and not values.get(
+        "authentication_basic_users_file"
+    ):
+        raise ConfigError(
+            "authentication.basic.users.file: required when authentication.method has BASIC "
+            "(write one with: event-gateway user add --users-file FILE NAME)"
+        )
+    _check_tls_and_tokens(values)
     store = values.get("session_store_url", KEYS["session.store.url"].default)
     if store != "memory://" and not values.get("cluster_secret"):
         raise ConfigError(

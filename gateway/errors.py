@@ -42,12 +42,14 @@ class GatewayError(Exception):
         message: str,
         *,
         retry_after: int | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.error_code = error_code
         self.message = message
         self.retry_after = retry_after
+        self.headers = headers or {}  # e.g. WWW-Authenticate on a 401
 
     def __repr__(self) -> str:
         return f"GatewayError({self.status}, {self.error_code}, {self.message!r})"
@@ -61,7 +63,7 @@ def error_response(
     exc: GatewayError, content_type: str = JSON, headers: dict[str, str] | None = None
 ) -> web.Response:
     """Render ``exc``; ``content_type`` is the negotiated type when a route was matched."""
-    hdrs = dict(headers or {})
+    hdrs = {**exc.headers, **(headers or {})}
     if exc.retry_after is not None:
         hdrs["Retry-After"] = str(exc.retry_after)
     return web.Response(

@@ -22,6 +22,7 @@ node (which keeps its own nonces) is refused because it was addressed elsewhere.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import heapq
@@ -30,11 +31,13 @@ import logging
 import math
 import re
 import secrets
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import wraps
 
 import aiohttp
+import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
@@ -45,10 +48,13 @@ from sessions.router import Forward
 
 from .errors import GatewayError
 from .registry.client import TOTAL_TIMEOUT_S as REGISTRY_TIMEOUT_S
+from .security.principal import ANONYMOUS, Principal, principal_of
 
 log = logging.getLogger(__name__)
 
 HEADER = "X-Event-Gateway-Hop"
+# Who the client is, as authenticated by the replica it reached (signed with the hop).
+PRINCIPAL_HEADER = "X-Event-Gateway-Principal"
 # The previous protocol's header ("<ts>.<sig>" over method, path and body only). A new name,
 # so that during a rolling upgrade neither version misreads the other's hop: an old replica
 # takes a new hop for a client's request and serves it as one, and a new replica answers an
@@ -119,10 +125,12 @@ def signature(
     content_type: str,
     accept: str,
     body: bytes,
+    principal: str = "",
 ) -> str:
     """HMAC-SHA256 (hex) over every field, each length-prefixed so no two requests share a
-    message (no field can contain a separator that shifts the others)."""
-    fields = (ts, nonce, target, method.upper(), path_qs, content_type, accept)
+    message (no field can contain a separator that shifts the others). ``principal`` is the
+    :data:`PRINCIPAL_HEADER` value: who the client authenticated as on the first replica."""
+    fields = (ts, nonce, target, method.upper(), path_qs, content_type, accept, principal)
     msg = [_SIGNING_DOMAIN]
     for text in fields:
         raw = text.encode("utf-8", "surrogateescape")
@@ -142,6 +150,7 @@ def signed_header(
     body: bytes = b"",
     ts: str | None = None,
     nonce: str | None = None,
+    principal: str = "",
 ) -> str:
     """The value of :data:`HEADER`: ``<ts>;<nonce>;<target node id>;<hex signature>``.
 
@@ -160,8 +169,27 @@ def signed_header(
         content_type=content_type,
         accept=accept,
         body=body,
+        principal=principal,
     )
     return f"{ts};{nonce};{target};{sig}"
+
+
+def encode_principal(principal: Principal) -> str:
+    """The caller as the hop carries it (inside the signature): the owner cannot see the
+    client's credentials (a client certificate never reaches it), so it trusts the signed
+    statement of the replica that authenticated the client. Secrets never travel."""
+    if principal.anonymous:
+        return ""
+    doc = {"name": principal.name, "groups": sorted(principal.groups), "method": principal.method}
+    return base64.urlsafe_b64encode(orjson.dumps(doc)).decode()
+
+
+def decode_principal(value: str) -> Principal:
+    """The principal of a verified hop (only ever called after the signature checked out)."""
+    if not value:
+        return ANONYMOUS
+    doc = orjson.loads(base64.urlsafe_b64decode(value))
+    return Principal(doc["name"], frozenset(doc.get("groups", ())), doc.get("method", "hop"))
 
 
 def header_value(headers: CIMultiDict[str] | web.Request, name: str) -> str:
@@ -253,6 +281,7 @@ async def verify(request: web.Request, secret: str, *, node_id: str, nonces: Non
         content_type=header_value(request, "Content-Type"),
         accept=header_value(request, "Accept"),
         body=body,
+        principal=request.headers.get(PRINCIPAL_HEADER, ""),
     )
     # Bytes, not str: compare_digest refuses non-ASCII text with a TypeError (a 500), and
     # any client can send any header bytes; only hex gets this far, but the rule stays.
@@ -340,21 +369,29 @@ class Forwarder:
         default_wait_ms: int,
         kafka_timeout_ms: int,
         connect_timeout_s: float = 2.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._secret = secret
         self._default_wait_ms = default_wait_ms
         self._kafka_timeout_ms = kafka_timeout_ms
         self._connect_timeout = connect_timeout_s
+        # For https node URLs: trusts the replicas' CA (None: aiohttp's default, the system
+        # store), see gateway/security/tls.py.
+        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._session: aiohttp.ClientSession | None = None
         self.nonces = NonceCache()
         # Hops in flight: the handler task -> its client's request (see _watch_clients).
         self._inflight: dict[asyncio.Task[object], web.Request] = {}
         self._busy = asyncio.Event()
         self._watcher: asyncio.Task[None] | None = None
+        # Called once per hop with its duration (s) and "ok" / "error" (the hop itself failed,
+        # not the owner's answer); set by the metrics, kept as a hook so this module stays
+        # free of them.
+        self.on_hop: Callable[[float, str], None] | None = None
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30),
+            connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30, ssl=self._ssl),
             auto_decompress=False,
         )
         self._watcher = asyncio.create_task(self._watch_clients())
@@ -410,10 +447,15 @@ class Forwarder:
             return await self._forward(request, route)
         self._inflight[task] = request
         self._busy.set()
+        started, outcome = time.monotonic(), "error"
         try:
-            return await self._forward(request, route)
+            response = await self._forward(request, route)
+            outcome = "ok"
+            return response
         finally:
             self._inflight.pop(task, None)
+            if self.on_hop is not None:
+                self.on_hop(time.monotonic() - started, outcome)
 
     async def _forward(self, request: web.Request, route: Forward) -> web.StreamResponse:
         if self._session is None:
@@ -427,6 +469,9 @@ class Forwarder:
             for value in request.headers.getall(name, ()):
                 headers.add(name, _sendable(value))
         headers.setdefault("X-Forwarded-Proto", request.scheme)
+        principal = encode_principal(principal_of(request))
+        if principal:
+            headers[PRINCIPAL_HEADER] = principal
         headers[HEADER] = signed_header(
             self._secret,
             target=route.record.owner,
@@ -435,6 +480,7 @@ class Forwarder:
             content_type=header_value(headers, "Content-Type"),
             accept=header_value(headers, "Accept"),
             body=body,
+            principal=principal,
         )
         budget = self.budget_s(route, request)
         timeout = aiohttp.ClientTimeout(total=None, connect=self._connect_timeout, sock_read=budget)

@@ -16,6 +16,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
+from . import kafka_security
 from .config import Config
 from .errors import describe, kafka_unavailable
 
@@ -25,7 +26,6 @@ log = logging.getLogger(__name__)
 _RENAMES = {
     "max.in.flight.requests.per.connection": None,  # aiokafka pipelines per connection itself
     "batch.size": "max_batch_size",
-    "sasl.jaas.config": None,
 }
 
 
@@ -33,11 +33,15 @@ def kafka_kwargs(settings: Mapping[str, str], cls: type, *, source: str) -> dict
     """Translate Java-style client settings (``linger.ms``) into ``cls`` keyword arguments.
 
     A setting aiokafka has no equivalent for is logged and dropped rather than failing
-    start-up: migrated Confluent files carry many JVM-only keys.
+    start-up: migrated Confluent files carry many JVM-only keys. Security settings
+    (``security.protocol``, ``sasl.*``, ``ssl.*`` files) are built by
+    :mod:`gateway.kafka_security`, so every client made through here authenticates alike.
     """
     params = inspect.signature(cls).parameters
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = kafka_security.security_kwargs(settings, source=source)
     for key, raw in settings.items():
+        if key in kafka_security.KEYS:
+            continue
         name = _RENAMES.get(key, key.replace(".", "_").replace("-", "_"))
         if name is None or name not in params or name in ("loop", "bootstrap_servers"):
             log.warning("%s setting %r has no aiokafka equivalent; ignored", source, key)
@@ -70,7 +74,9 @@ def _coerce(raw: str, default: Any, key: str) -> Any:
 class KafkaClients:
     """Owns the shared producer and admin client; explicit ``start()`` / ``stop()``."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, credentials: Mapping[str, Any] | None = None) -> None:
+        """``credentials`` (aiokafka SASL arguments) replace the configured identity: the
+        clients of one pass-through caller (see :mod:`gateway.kafka_pool`)."""
         self.config = config
         self._producer: AIOKafkaProducer | None = None
         self._admin: AIOKafkaAdminClient | None = None
@@ -79,10 +85,10 @@ class KafkaClients:
         self._timeout = config.kafka_timeout_ms / 1000
         self._producer_kwargs = kafka_kwargs(
             config.producer_settings(), AIOKafkaProducer, source="producer"
-        )
+        ) | dict(credentials or {})
         self._admin_kwargs = kafka_kwargs(
             config.admin_settings(), AIOKafkaAdminClient, source="admin"
-        )
+        ) | dict(credentials or {})
 
     async def start(self) -> None:
         """Connect eagerly when Kafka is up; a down Kafka is retried on first use."""
@@ -116,7 +122,7 @@ class KafkaClients:
                     **self._producer_kwargs,
                 }
                 p = AIOKafkaProducer(bootstrap_servers=self.config.bootstrap_servers, **kwargs)
-                await self._start(p.start(), p.stop)
+                await self._start(p.start(), p.stop, kwargs)
                 self._producer = p
         return self._producer
 
@@ -128,7 +134,7 @@ class KafkaClients:
             if self._admin is None:
                 kwargs = {"request_timeout_ms": self.config.kafka_timeout_ms, **self._admin_kwargs}
                 a = AIOKafkaAdminClient(bootstrap_servers=self.config.bootstrap_servers, **kwargs)
-                await self._start(a.start(), a.close)
+                await self._start(a.start(), a.close, kwargs)
                 self._admin = a
         return self._admin
 
@@ -136,12 +142,17 @@ class KafkaClients:
         if self._stopped:
             raise kafka_unavailable("this replica is shutting down")
 
-    async def _start(self, starting: Any, cleanup: Any) -> None:
+    async def _start(self, starting: Any, cleanup: Any, kwargs: Mapping[str, Any]) -> None:
         try:
             await asyncio.wait_for(starting, self._timeout)
         except (TimeoutError, Exception) as exc:
             await _bounded(cleanup(), self._timeout)
             detail = "timed out" if isinstance(exc, asyncio.TimeoutError) else describe(exc)
+            refused = await kafka_security.refused_credentials(
+                self.config.bootstrap_servers, kwargs, self._timeout
+            )
+            if refused is not None:
+                raise kafka_unavailable(refused) from exc
             raise kafka_unavailable(
                 f"cannot connect to {self.config.bootstrap_servers} ({detail})"
             ) from exc

@@ -24,7 +24,7 @@ from aiokafka.protocol.offset import OffsetRequest
 from sessions import kafka_internals
 
 from .body import as_str, expect_object, read_json
-from .context import CONFIG, KAFKA, RESPONSE_TYPE
+from .context import CONFIG, RESPONSE_TYPE
 from .errors import (
     GatewayError,
     describe,
@@ -33,8 +33,10 @@ from .errors import (
     partition_not_found,
     topic_not_found,
 )
+from .kafka_pool import kafka_of
 from .media import METADATA_CONSUMES, V2_LOW, V2_ONLY, check_content_type, respond_as
 from .paths import PARTITION, path_partition
+from .security.authz import authorizer
 
 # Kafka's codes for "no such topic" (3) and "not a legal topic name" (17): a name that cannot
 # exist is as absent as one that does not, so both are 404 40403.
@@ -79,17 +81,19 @@ async def list_topics(request: web.Request) -> web.Response:
     check_content_type(request, METADATA_CONSUMES)
     respond_as(request, V2_ONLY)
     async with _kafka_deadline(request):
-        admin = await request.app[KAFKA].admin()
+        admin = await kafka_of(request).admin()
         topics = await admin.describe_topics()
-    return _json(request, sorted(t["topic"] for t in topics if not _internal(t)))
+    names = sorted(t["topic"] for t in topics if not _internal(t))
+    return _json(request, authorizer(request).visible_topics(request, names))
 
 
 async def get_topic(request: web.Request) -> web.Response:
     check_content_type(request, METADATA_CONSUMES)
     respond_as(request, V2_ONLY)
     name = request.match_info["topic"]
+    _may_describe(request, name)
     async with _kafka_deadline(request):
-        admin = await request.app[KAFKA].admin()
+        admin = await kafka_of(request).admin()
         # Both round trips at once; the describe result decides a 404 before configs matter.
         described: dict[str, Any] | BaseException
         configured: dict[str, str | None] | BaseException
@@ -108,8 +112,9 @@ async def get_topic(request: web.Request) -> web.Response:
 async def list_partitions(request: web.Request) -> web.Response:
     check_content_type(request, METADATA_CONSUMES)
     respond_as(request, V2_ONLY)
+    _may_describe(request, request.match_info["topic"])
     async with _kafka_deadline(request):
-        admin = await request.app[KAFKA].admin()
+        admin = await kafka_of(request).admin()
         topic = await _describe_topic(admin, request.match_info["topic"])
     return _json(request, _partitions(topic))
 
@@ -118,8 +123,9 @@ async def get_partition(request: web.Request) -> web.Response:
     check_content_type(request, METADATA_CONSUMES)
     respond_as(request, V2_ONLY)
     partition = path_partition(request)
+    _may_describe(request, request.match_info["topic"])
     async with _kafka_deadline(request):
-        admin = await request.app[KAFKA].admin()
+        admin = await kafka_of(request).admin()
         topic = await _describe_topic(admin, request.match_info["topic"])
     return _json(request, _find_partition(topic, partition))
 
@@ -130,8 +136,9 @@ async def get_offsets(request: web.Request) -> web.Response:
     respond_as(request, V2_ONLY)
     partition = path_partition(request)
     name = request.match_info["topic"]
+    _may_describe(request, name)
     async with _kafka_deadline(request):
-        admin = await request.app[KAFKA].admin()
+        admin = await kafka_of(request).admin()
         beginning, end = await _offsets(admin, TopicPartition(name, partition))
     return _json(request, {"beginning_offset": beginning, "end_offset": end})
 
@@ -139,10 +146,16 @@ async def get_offsets(request: web.Request) -> web.Response:
 async def list_brokers(request: web.Request) -> web.Response:
     # Confluent's BrokersResource has no @Consumes, so any request Content-Type is accepted.
     respond_as(request, V2_LOW)
+    authorizer(request).any_topic(request)
     async with _kafka_deadline(request):
-        admin = await request.app[KAFKA].admin()
+        admin = await kafka_of(request).admin()
         cluster = await admin.describe_cluster()
     return _json(request, {"brokers": sorted(b["node_id"] for b in cluster["brokers"])})
+
+
+def _may_describe(request: web.Request, topic: str) -> None:
+    # Before any Kafka lookup: a refusal must not depend on (and so reveal) whether it exists.
+    authorizer(request).topics(request, "describe", [topic])
 
 
 # --- Kafka lookups -------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from aiohttp.web_protocol import RequestHandler
 from .app import build_app
 from .config import Config
 from .context import SESSIONS
+from .security.tls import TLS_KEY
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,8 @@ async def serve(config: Config) -> None:
     runner = make_runner(app, config)
     await runner.setup()
     lst = config.listener
-    site = web.TCPSite(runner, lst.host, lst.port, reuse_address=True)
+    tls = app[TLS_KEY]
+    site = web.TCPSite(runner, lst.host, lst.port, reuse_address=True, ssl_context=tls.server)
     try:
         await site.start()
     except BaseException:
@@ -48,6 +50,8 @@ async def serve(config: Config) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # SIGHUP: certificate renewal (cert-manager, certbot) without dropping a connection.
+    loop.add_signal_handler(signal.SIGHUP, tls.reload)
     try:
         await stop.wait()
         log.info("shutting down: readiness off, draining consumer instances")
@@ -57,7 +61,7 @@ async def serve(config: Config) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(sessions.stop(), config.shutdown_timeout_ms / 1000 + 5)
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         await runner.cleanup()
         log.info("event-gateway stopped")

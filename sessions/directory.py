@@ -176,6 +176,10 @@ return redis.call('DEL', KEYS[1])
 """
 
 
+# Connections one replica opens to Redis at most.
+MAX_CONNECTIONS = 64
+
+
 class RedisDirectory:
     """The shared directory. Every call is bounded by ``timeout_s``; failures raise
     :class:`StoreUnavailable` so callers can answer 503 instead of hanging."""
@@ -183,13 +187,20 @@ class RedisDirectory:
     def __init__(self, url: str, *, prefix: str = "eg:", timeout_s: float = 2.0) -> None:
         import redis.asyncio as aioredis
 
-        self._redis = aioredis.from_url(
+        # A blocking pool: past its size, callers wait (bounded by ``timeout_s``) for a free
+        # connection instead of failing at once with "Too many connections", which a drain
+        # releasing hundreds of instances together would otherwise meet.
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=timeout_s,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
             retry_on_timeout=False,
             health_check_interval=10,
         )
+        self._pool = pool
+        self._redis = aioredis.Redis(connection_pool=pool)
         self._prefix = prefix
         self._timeout = timeout_s
         self._update = self._redis.register_script(_UPDATE)
@@ -207,6 +218,7 @@ class RedisDirectory:
 
     async def stop(self) -> None:
         await self._redis.aclose()
+        await self._pool.disconnect()  # a pool passed in is not closed with the client
 
     async def _call(self, coro: Any) -> Any:
         try:

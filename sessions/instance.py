@@ -84,6 +84,9 @@ class InstanceSpec:
     fetch_min_bytes: int | None = None
     request_timeout_ms: int | None = None
     consumer_id: str | None = None
+    # Who created it (None: authentication was off). Only that principal may use it, on any
+    # replica: the directory keeps the spec, so every replica checks the same binding.
+    principal: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}

@@ -13,6 +13,7 @@ they owe the directory are retried in the background.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import uuid
@@ -116,6 +117,9 @@ class InstanceRouter:
         self.lease.on_fenced = self._fenced
         self.draining = False
         self.ready = True  # readiness for load balancers; turned off first on shutdown
+        # Lifecycle events by kind ("drain", "released", "adopted", "fenced", "lapsed", "lost"): plain
+        # counts, because this layer knows no metrics library; /metrics reads them on scrape.
+        self.events: collections.Counter[str] = collections.Counter()
         self._stopped = False
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -138,6 +142,7 @@ class InstanceRouter:
         self._stopped = True
         self.ready = False
         self.draining = True
+        self.events["drain"] += 1
         deadline = asyncio.get_running_loop().time() + limit_s
         if self._sync_task is not None:
             self._sync_task.cancel()
@@ -183,6 +188,7 @@ class InstanceRouter:
             rec.positions = {_tp_key(tp): off for tp, off in handover.positions.items()}
             rec.baseline = {_tp_key(tp): off for tp, off in handover.baseline.items()}
             rec.owner = ""  # released: the next request anywhere adopts it without waiting
+            self.events["released"] += 1
             try:
                 await self.directory.update(
                     rec, self._record_ttl_ms, expect=(self.node_id, inst.epoch)
@@ -241,11 +247,16 @@ class InstanceRouter:
         inst.epoch = 1
         return inst
 
-    async def route(self, group: str, name: str, *, forwarded: bool = False) -> Route:
+    async def route(
+        self, group: str, name: str, *, forwarded: bool = False, principal: str | None = None
+    ) -> Route:
         """Where a request for (group, name) runs; adopts the instance if it is orphaned.
 
         ``forwarded``: the request already took its one hop, so it is never forwarded again
         (a stale directory answer becomes a retriable 503; the caller re-reads).
+        ``principal``: the caller (None: unauthenticated). An instance bound to another
+        principal is not found, on every replica and before any hop or adoption: a caller
+        must not even learn that someone else's instance exists.
         """
         self._check_serving()
         if self.local.find(group, name) is not None:
@@ -257,6 +268,8 @@ class InstanceRouter:
                     "this replica cannot renew its lease, so it stopped serving its consumer "
                     "instances (another replica takes them over); retry the request"
                 )
+            if inst.spec.principal is not None and inst.spec.principal != principal:
+                raise InstanceNotFound()
             self._touched.add(inst.key)
             return Local(inst)
         if (group, name) in self._tombstones:
@@ -264,6 +277,9 @@ class InstanceRouter:
         try:
             rec = await self.directory.get(group, name)
             if rec is None:
+                raise InstanceNotFound()
+            bound = rec.spec.get("principal")
+            if bound is not None and bound != principal:
                 raise InstanceNotFound()
             if rec.owner and rec.owner != self.node_id:
                 url = await self.lease.live_url(rec.owner)
@@ -321,6 +337,7 @@ class InstanceRouter:
                 {_tp(key): off for key, off in claimed.baseline.items()},
             )
             await inst.restore(claimed.subscription, handover)
+            self.events["adopted"] += 1
             log.info(
                 "adopted consumer instance %s/%s (epoch %d) from %s",
                 *key,
@@ -351,6 +368,7 @@ class InstanceRouter:
         Records stay in the directory naming us: if Redis comes back before anyone adopted,
         the next request re-adopts here from those records.
         """
+        self.events["fenced"] += 1
         instances = self.local.items()
         for inst in instances:
             self.local.detach(*inst.key)
@@ -362,6 +380,7 @@ class InstanceRouter:
 
     async def _recheck_ownership(self) -> None:
         """Our lease lapsed: keep only instances whose records still name us at our epoch."""
+        self.events["lapsed"] += 1
         for inst in self.local.items():
             rec = await self.directory.get(*inst.key)
             if rec is None or (rec.owner, rec.epoch) != (self.node_id, inst.epoch):
@@ -370,6 +389,7 @@ class InstanceRouter:
     async def _lost(self, inst: ConsumerInstance) -> None:
         """Another replica owns this instance now: stop serving it, commit nothing."""
         if self.local.detach(*inst.key) is not None:
+            self.events["lost"] += 1
             log.warning("consumer instance %s/%s was taken over; closing the local copy", *inst.key)
             await inst.stop(commit=False)
 

@@ -1,4 +1,4 @@
-"""``event-gateway serve | dev``: the console entry point.
+"""``event-gateway serve | dev | user add``: the console entry point.
 
 ``serve`` runs one gateway replica from a configuration file (here); ``dev`` runs a throw-away
 local broker plus one gateway (:mod:`gateway.cli.dev`, whose broker files ship as package data in
@@ -14,9 +14,11 @@ import sys
 
 from gateway import config as configmod
 from gateway.config import redact
+from gateway.observability.log_filters import configure_logging
+from gateway.security.basic import UsersFileError
 from gateway.server import serve
 
-from . import dev
+from . import dev, users
 
 log = logging.getLogger("event_gateway")
 
@@ -33,22 +35,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve_cmd.add_argument("--log-level", default="INFO")
     dev.add_parser(sub)
+    users.add_parser(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=getattr(args, "log_level", "WARNING").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     if args.command == "dev":
         return dev.run(args)
+    if args.command == "user":
+        return users.run(args)
     try:
         cfg = configmod.load(args.config, overrides=args.set)
     except configmod.ConfigError as exc:
         print(f"event-gateway: invalid configuration: {exc}", file=sys.stderr)
         return 2
+    configure_logging(cfg.log_format)  # before anything logs: every line in one format
     for key in cfg.unknown_keys:
         log.warning("unknown configuration key %r ignored", key)
     # Through redact(): these URLs may carry passwords (redis://:pw@host), and logs travel.
@@ -60,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         asyncio.run(serve(cfg))
+    except (UsersFileError, configmod.ConfigError) as exc:  # ConfigError: e.g. the rules file
+        print(f"event-gateway: invalid configuration: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:  # e.g. the port is taken
         print(f"event-gateway: cannot serve on {cfg.listener.url}: {exc}", file=sys.stderr)
         return 1

@@ -9,6 +9,7 @@ accepted here and fail (or wedge an instance's fetcher) deep inside the Kafka cl
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -248,7 +249,10 @@ def parse_timestamp(value: Any) -> int:
         raise unprocessable(f"Invalid timestamp {json_detail(value)}")
     ms: int | None = None
     if isinstance(value, int | float):
-        ms = int(value * 1000)
+        seconds = float(value)
+        # Checked as a float first: a huge number would overflow to infinity (a 500).
+        if math.isfinite(seconds) and abs(seconds) < 2**63 / 1000:
+            ms = int(value * 1000)
     elif isinstance(value, str) and len(value) <= 64:
         text = value.strip()
         if text.endswith(("Z", "z")):

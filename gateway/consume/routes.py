@@ -11,6 +11,7 @@ into the one signed hop to the owner.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 from typing import Any
@@ -27,7 +28,10 @@ from ..body import expect_object, read_json
 from ..context import CONFIG, RESPONSE_TYPE, SCHEMAS, SESSIONS
 from ..errors import FORMAT_MISMATCH, GatewayError, bad_request
 from ..forwarding import FORWARDED, ForwardTo, forwarding
+from ..observability import traffic
 from ..paths import create_group, instance_names
+from ..security.authz import authorizer
+from ..security.principal import principal_of
 from ..topics import check_client_topics
 from .decoding import decoder_for
 from .requests import (
@@ -103,7 +107,14 @@ def _no_content() -> web.Response:
 async def _instance(request: web.Request) -> ConsumerInstance:
     """The local instance the request names, once the request itself was found valid."""
     group, name = instance_names(request)
-    route = await request.app[SESSIONS].route(group, name, forwarded=request.get(FORWARDED, False))
+    authorizer(request).group(request, group)
+    caller = principal_of(request)
+    route = await request.app[SESSIONS].route(
+        group,
+        name,
+        forwarded=request.get(FORWARDED, False),
+        principal=None if caller.anonymous else caller.name,
+    )
     if isinstance(route, Forward):
         raise ForwardTo(route)
     return route.instance
@@ -115,6 +126,7 @@ async def _instance(request: web.Request) -> ConsumerInstance:
 async def create(request: web.Request) -> web.Response:
     ctype = _negotiate(request, reads_body=True)
     group = create_group(request)
+    authorizer(request).group(request, group)
     cfg = request.app[CONFIG]
     spec = parse_create(
         group,
@@ -123,6 +135,9 @@ async def create(request: web.Request) -> web.Response:
         schemas=request.app[SCHEMAS].configured,
         max_wait_ms=cfg.consumer_request_timeout_max_ms,
     )
+    caller = principal_of(request)
+    if not caller.anonymous:
+        spec = dataclasses.replace(spec, principal=caller.name)  # bound to its creator
     await request.app[SESSIONS].create(spec)
     return _json({"instance_id": spec.name, "base_uri": base_uri(request, group, spec.name)}, ctype)
 
@@ -152,6 +167,8 @@ async def delete(request: web.Request) -> web.Response:
 async def commit(request: web.Request) -> web.Response:
     ctype = _negotiate(request, reads_body=True)
     offsets = parse_commit(await read_json(request))
+    if offsets is not None:
+        authorizer(request).topics(request, "consume", (tp.topic for tp in offsets))
     await (await _instance(request)).commit(offsets)
     return _json([], ctype)
 
@@ -164,6 +181,7 @@ async def committed(request: web.Request) -> web.Response:
         raise GatewayError(404, 40402, "Partition not found.")
     body = expect_object(body, {"partitions"})
     partitions = parse_partitions(body)
+    authorizer(request).topics(request, "consume", (tp.topic for tp in partitions))
     found = await (await _instance(request)).committed(partitions)
     return _json(
         {
@@ -189,6 +207,9 @@ async def subscribe(request: web.Request) -> web.Response:
     topics, pattern = parse_subscription(await read_json(request))
     if topics is not None:
         check_client_topics(request.app[CONFIG], topics)
+        authorizer(request).topics(request, "consume", topics)
+    elif pattern is not None:
+        authorizer(request).topic_pattern(request, pattern)
     inst = await _instance(request)
     await inst.subscribe(topics, pattern)
     await request.app[SESSIONS].saved(inst)
@@ -213,6 +234,7 @@ async def assign(request: web.Request) -> web.Response:
     body = expect_object(required_body(await read_json(request)), {"partitions"})
     partitions = parse_partitions(body)
     check_client_topics(request.app[CONFIG], (tp.topic for tp in partitions))
+    authorizer(request).topics(request, "consume", (tp.topic for tp in partitions))
     inst = await _instance(request)
     await inst.assign(partitions)
     await request.app[SESSIONS].saved(inst)
@@ -282,7 +304,9 @@ async def records(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": ctype})
     try:
         async with inst.read(limits, decoder_for(request.app, inst.spec.format)) as out:
-            await _write_all(request, response, orjson.dumps(out))
+            body = orjson.dumps(out)
+            await _write_all(request, response, body)
+        traffic.consumed(request.app, len(out), len(body))
     except _NotDelivered as exc:
         # The instance rewound to these records (see read()); nobody is there to answer.
         log.info("records response to %s not delivered: %s", request.remote, exc)

@@ -13,10 +13,13 @@ import orjson
 from aiohttp import web
 
 from ..body import read_json
-from ..context import CONFIG, PRODUCER
+from ..context import CONFIG
 from ..errors import GatewayError, partition_not_found, unprocessable
+from ..kafka_pool import producer_of
 from ..media import EMBEDDED, PRODUCE_CONSUMES, V2_ONLY, check_content_type, respond_as
+from ..observability import traffic
 from ..paths import PARTITION, path_partition
+from ..security.authz import authorizer
 from ..topics import check_client_topics
 from .encoding import encode
 from .request import parse_produce_request
@@ -44,6 +47,7 @@ async def _produce(request: web.Request, path_partition: int | None) -> web.Resp
     topic = request.match_info["topic"]
     # Before the body is even read: a refused request must not register schemas either.
     check_client_topics(request.app[CONFIG], [topic])
+    authorizer(request).topics(request, "produce", [topic])
     body = parse_produce_request(await read_json(request))
     encoded = await encode(request.app, embedded_format, topic, body)
     if None in encoded.keys and None in encoded.values:
@@ -54,7 +58,7 @@ async def _produce(request: web.Request, path_partition: int | None) -> web.Resp
         partitions = [path_partition if p is None else p for p in partitions]
 
     config = request.app[CONFIG]
-    gate = request.app[PRODUCER]
+    gate = producer_of(request)
     try:
         producer, known = await gate.partitions(topic, config.producer_max_block_ms)
     except NotSent as exc:
@@ -64,6 +68,7 @@ async def _produce(request: web.Request, path_partition: int | None) -> web.Resp
         offsets = await send_all(
             producer, topic, encoded.keys, encoded.values, partitions, known, gate.turns
         )
+    traffic.produced(request.app, offsets, encoded.keys, encoded.values)
 
     payload = {
         "offsets": offsets,

@@ -367,8 +367,12 @@ async def test_kafka_outage(private_kafka, redis_url):
             ) as resp:
                 assert resp.status == 503
             assert time.monotonic() - started < 10
-            async with session.get(f"{url}/readyz") as resp:
+            async with session.get(f"{url}/healthz") as resp:
                 assert resp.status == 200  # the process is up and serving
+            async with session.get(f"{url}/readyz") as resp:
+                # ... but not ready: a load balancer should send produce traffic elsewhere.
+                ready = await resp.json()
+                assert resp.status == 503 and ready["checks"]["kafka"]["ok"] is False, ready
 
             private_kafka.resume()
             recovered = None

@@ -236,9 +236,9 @@ async def test_replica_cut_off_from_redis_stops_serving_before_anyone_adopts(
             )
             await reached.wait()
             cut_at = time.time()
+            delivered_at_cut = len(set(tally.delivered))
             proxy.cut()  # replica 0 (the owner) loses Redis; the others do not
             await asyncio.sleep(6.0)  # past the 3 s lease: another replica adopts
-            delivered_during_cut = len(set(tally.delivered))
             proxy.heal()
             await reader
     finally:
@@ -248,7 +248,7 @@ async def test_replica_cut_off_from_redis_stops_serving_before_anyone_adopts(
         await proxy.stop()
     figures.record(tally.figures("one replica cut off from Redis (others not), 6 s"))
     assert tally.lost == 0, cluster.logs(80)
-    assert delivered_during_cut < total  # the cut really happened mid-consumption
+    assert delivered_at_cut < total  # the cut really happened mid-consumption
     # The owner fenced itself (stopped serving, left the group) before another replica
     # adopted the instance: no partition was read by two replicas at once.
     fences = [

@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from string import Template
 from typing import Any, Self, TypeVar
@@ -98,6 +98,16 @@ def run_async(make: Callable[[], Coroutine[Any, Any, T]], timeout: float) -> T:
         return pool.submit(asyncio.run, asyncio.wait_for(make(), timeout)).result()
 
 
+def _override(properties: str, overrides: Mapping[str, str]) -> str:
+    """``properties`` with each key of ``overrides`` replaced by its new line (or added)."""
+    if not overrides:
+        return properties
+    kept = [
+        line for line in properties.splitlines() if line.partition("=")[0].strip() not in overrides
+    ]
+    return "\n".join([*kept, *(f"{k}={v}" for k, v in overrides.items())]) + "\n"
+
+
 class KafkaServer:
     """One broker+controller on free loopback ports, its data in a private temporary folder."""
 
@@ -108,7 +118,17 @@ class KafkaServer:
         heap: str = "512m",
         start_timeout: float = 90.0,
         keep_dir: bool = False,
+        overrides: Mapping[str, str] | None = None,
+        format_args: Sequence[str] = (),
+        client_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
+        """``overrides`` replace (or add) server.properties keys of the shared template, as
+        ``kafka.sh start --set`` does; ``format_args`` go to ``StorageTool format`` (e.g.
+        ``--add-scram``); ``client_kwargs`` are what a client needs to reach the listener
+        (SASL credentials), used by the readiness probe."""
+        self.overrides = dict(overrides or {})
+        self.format_args = list(format_args)
+        self.client_kwargs = dict(client_kwargs or {})
         self.jars = jars
         self.heap = heap
         self.start_timeout = start_timeout
@@ -179,9 +199,10 @@ class KafkaServer:
         self.log_path.unlink(missing_ok=True)
         template = Template((KAFKA_DEPLOY / "server.properties.in").read_text())
         props = self.workdir / "server.properties"
-        props.write_text(
-            template.substitute(port=self.port, controller_port=self.controller_port, log_dir=data)
+        text = template.substitute(
+            port=self.port, controller_port=self.controller_port, log_dir=data
         )
+        props.write_text(_override(text, self.overrides))
         result = subprocess.run(
             [
                 java,
@@ -194,6 +215,7 @@ class KafkaServer:
                 new_cluster_id(),
                 "-c",
                 str(props),
+                *self.format_args,
             ],
             capture_output=True,
             text=True,
@@ -233,7 +255,9 @@ class KafkaServer:
         # Deferred import: the harness package stays importable for tooling without aiokafka.
         from aiokafka.admin import AIOKafkaAdminClient
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.bootstrap, request_timeout_ms=5000, **self.client_kwargs
+        )
         await admin.start()
         try:
             cluster = await admin.describe_cluster()

@@ -133,3 +133,32 @@ async def test_drain_racing_creates_deletes_and_reads(make_gateway, new_topic, r
     finally:
         await client.aclose()
     assert set(owners) <= {""}, owners
+
+
+async def test_drain_releases_more_instances_than_the_redis_pool_has_connections(
+    make_gateway, redis_url
+):
+    """Every instance is released on drain, however many: releases wait for a pooled Redis
+    connection rather than failing with "Too many connections"."""
+    from sessions.directory import MAX_CONNECTIONS
+
+    gateway = await make_gateway(redis_props(redis_url))
+    api = V2(gateway)
+    group = group_name()
+    count = MAX_CONNECTIONS * 2 + 10
+    gate = asyncio.Semaphore(16)
+
+    async def create(i: int) -> int:
+        async with gate:
+            return (await api.create(group, name=f"c{i}"))[0]
+
+    assert set(await asyncio.gather(*(create(i) for i in range(count)))) == {200}
+    await gateway.server.app[SESSIONS].stop()
+    client = aioredis.from_url(redis_url)
+    try:
+        keys = await records_left(redis_url, group)
+        owners = [orjson.loads(await client.get(key))["owner"] for key in keys]
+    finally:
+        await client.aclose()
+    assert len(owners) == count
+    assert set(owners) == {""}  # all released: the next request anywhere resumes at once

@@ -122,7 +122,7 @@ async def refused(req: web.Request, secret: str = SECRET, **kw: Any) -> GatewayE
 
 def test_signature_is_hmac_sha256_over_length_prefixed_fields_and_body_digest() -> None:
     ts, nonce = "1700000000.123", "ab" * 16
-    fields = [ts, nonce, NODE, "POST", PATH, CT, ACCEPT]
+    fields = [ts, nonce, NODE, "POST", PATH, CT, ACCEPT, ""]  # "": no principal (anonymous)
     msg = b"event-gateway forwarded request v2" + b"".join(
         len(f.encode()).to_bytes(4, "big") + f.encode() for f in fields
     )
@@ -146,6 +146,7 @@ def test_signature_is_hmac_sha256_over_length_prefixed_fields_and_body_digest() 
         ("nonce", "cd" * 16),
         ("target", "10.0.0.8:8082:0123456789ab"),
         ("method", "GET"),
+        ("principal", "eyJuYW1lIjoiYWxpY2UifQ=="),
         ("path_qs", PATH + "&x=1"),
         ("content_type", "application/vnd.kafka.json.v2+json"),
         ("accept", "application/json"),

@@ -630,3 +630,21 @@ async def test_instance_caps_per_replica_and_per_cluster(cluster: Any) -> None:
         "c3",
         "c4",
     }
+
+
+async def test_an_instance_is_visible_only_to_the_principal_that_created_it(cluster: Any) -> None:
+    directory = MemoryDirectory()
+    a, _ = await cluster(A_URL, directory)
+    b, _ = await cluster(B_URL, directory)
+    bound = InstanceSpec(group="g", name="c1", principal="alice")
+    inst = await a.create(bound)
+    assert isinstance(await a.route("g", "c1", principal="alice"), Local)
+    assert isinstance(await b.route("g", "c1", principal="alice"), Forward)
+    for router in (a, b):
+        for caller in ("bob", None):  # another principal, or none at all
+            with pytest.raises(InstanceNotFound):
+                await router.route("g", "c1", principal=caller)
+    assert a.local.find("g", "c1") is inst  # refused callers touched nothing
+    # Unbound instances (authentication off when created) serve anyone, as before.
+    await a.create(spec("c2"))
+    assert isinstance(await a.route("g", "c2", principal="bob"), Local)

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from gateway.context import RESPONSE_TYPE
 from gateway.errors import GatewayError
+from gateway.security.authz import authorizer
 
 from .model import SCHEMA_TYPES, SchemaText, Version
 from .request import flag, json_body, level_body, schema_body, version_id
@@ -63,6 +64,7 @@ def registry_handler(fn: Handler) -> Handler:
         accept = request.headers.get("Accept", "")
         json_only = "application/json" in accept and "schemaregistry" not in accept
         request[RESPONSE_TYPE] = "application/json" if json_only else SR_JSON
+        authorizer(request).registry_request(request)  # before the body is read
         return await fn(request)
 
     return wrapper
@@ -94,7 +96,7 @@ def _id(request: web.Request) -> int:
 async def list_subjects(request: web.Request) -> web.Response:
     prefix = request.query.get("subjectPrefix", "")
     names = await _service(request).subjects(flag(request, "deleted"), prefix)
-    return reply(request, names)
+    return reply(request, authorizer(request).visible_subjects(request, names))
 
 
 @registry_handler
@@ -176,12 +178,14 @@ async def schema_types(request: web.Request) -> web.Response:
 
 @registry_handler
 async def get_schema(request: web.Request) -> web.Response:
+    await _may_read_id(request)
     stored = await _service(request).schema(_id(request))
     return reply(request, stored.schema.to_json())
 
 
 @registry_handler
 async def get_schema_text(request: web.Request) -> web.Response:
+    await _may_read_id(request)
     stored = await _service(request).schema(_id(request))
     return web.Response(text=stored.schema.text, content_type=request[RESPONSE_TYPE])
 
@@ -189,13 +193,25 @@ async def get_schema_text(request: web.Request) -> web.Response:
 @registry_handler
 async def get_schema_versions(request: web.Request) -> web.Response:
     used = await _service(request).usages(_id(request), flag(request, "deleted"))
-    return reply(request, [{"subject": v.subject, "version": v.version} for v in used])
+    visible = set(authorizer(request).visible_subjects(request, {v.subject for v in used}))
+    return reply(
+        request,
+        [{"subject": v.subject, "version": v.version} for v in used if v.subject in visible],
+    )
 
 
 @registry_handler
 async def get_schema_subjects(request: web.Request) -> web.Response:
     used = await _service(request).usages(_id(request), flag(request, "deleted"))
-    return reply(request, sorted({v.subject for v in used}))
+    return reply(
+        request, authorizer(request).visible_subjects(request, sorted({v.subject for v in used}))
+    )
+
+
+async def _may_read_id(request: web.Request) -> None:
+    if authorizer(request).rules is not None:
+        used = await _service(request).usages(_id(request), include_deleted=True)
+        authorizer(request).readable_usage(request, (v.subject for v in used))
 
 
 # --- /config -----------------------------------------------------------------------------------
