@@ -35,6 +35,7 @@ The counts (operations, cases, failures) are printed at the end of the run
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import hashlib
 import os
@@ -54,6 +55,7 @@ import schemathesis
 from aiokafka.admin import AIOKafkaAdminClient
 from schemathesis import BaseSchema, Case
 
+from gateway.security.basic import add_user
 from tests.harness import process, topics
 from tests.harness.cluster import child_env, properties_text
 from tests.harness.ports import free_port
@@ -102,6 +104,9 @@ class LiveGateway:
     schema_id: int
     registry_topic: str
     session: requests.Session = field(default_factory=requests.Session)
+
+    def __post_init__(self) -> None:
+        self.session.headers["Authorization"] = AUTHORIZATION
 
     def call(self, method: str, path: str, body: Any = None) -> requests.Response:
         headers = {"Content-Type": V2} if body is not None else {}
@@ -163,12 +168,22 @@ class Counts:
     corpus: list[tuple[str, bool]] = field(default_factory=list)  # (title, passed)
 
 
+# Every fuzzed operation is an authenticated one (issue 11): BASIC with a user the real
+# users-file code wrote. Refusals (401) are covered in tests/integration/test_authentication.py.
+FUZZ_USER = ("fuzz", "fuzz-password")
+AUTHORIZATION = "Basic " + base64.b64encode(":".join(FUZZ_USER).encode()).decode()
+
+
 def _start_gateway(
     kafka_bootstrap: str, redis_url: str, registry_topic: str, workdir: Path
 ) -> tuple[str, Path, Any]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    users = workdir / "users.txt"
+    add_user(users, FUZZ_USER[0], FUZZ_USER[1], [])
     props = {
+        "authentication.method": "BASIC",
+        "authentication.basic.users.file": str(users),
         "bootstrap.servers": kafka_bootstrap,
         "listeners": url,
         "session.store.url": redis_url,
@@ -406,7 +421,7 @@ def _node_id_for_schemathesis(request: pytest.FixtureRequest) -> None:
 def _call_and_check(case: Case, accept: str, counts: Counts) -> None:
     label = case.operation.label
     counts.calls[label] += 1
-    headers = {"Accept": accept}
+    headers = {"Accept": accept, "Authorization": AUTHORIZATION}
     try:
         response = case.call(headers=headers)
         counts.statuses[response.status_code] += 1
@@ -553,7 +568,7 @@ def test_stateful_links(fuzz_schema: BaseSchema, recorded: Counts) -> None:
                         case.body[key] += f"-{uuid.uuid4().hex[:8]}"
 
         def get_call_kwargs(self, case: Case) -> dict[str, Any]:
-            return {"headers": {"Accept": _accept(case)}}
+            return {"headers": {"Accept": _accept(case), "Authorization": AUTHORIZATION}}
 
         def step(self, input: Any) -> Any:
             recorded.steps += 1
