@@ -65,6 +65,18 @@ ASSIGNMENT_WAIT_S = 5.0
 # Requests one instance lets wait for it (it serves one at a time): a client firing
 # thousands of concurrent reads at one instance gets 429s, not thousands of parked tasks.
 MAX_WAITING = 16
+# An instance whose client has not read for this long stops fetching (its partitions are
+# paused in aiokafka) until the next read. aiokafka fetches every assigned partition whether
+# or not anybody reads: a long-poll FetchRequest every fetch_max_wait_ms per instance, which
+# is what a thousand idle instances spent most of a core on. A client polling in a loop comes
+# back well within this, so it keeps aiokafka's prefetch; one that comes back later pays one
+# fetch round trip on its first read.
+IDLE_PAUSE_S = 2.0
+# How often aiokafka's fetch loop wakes while the instance is idle (its default, 0.2 s, is
+# kept while reading). With every partition paused each wake-up finds nothing to do, and
+# five a second per instance was most of what idle instances still cost; every event that
+# matters (resume, seek, rebalance) wakes the loop at once anyway.
+IDLE_FETCHER_TIMEOUT_S = 10.0
 
 
 class DecodeError(Exception):
@@ -162,6 +174,9 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is
         self.instance._forget(revoked)
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        # aiokafka starts every newly assigned partition unpaused: an idle instance would
+        # fetch again after each rebalance until its next read.
+        self.instance._pause_if_idle()
         await self.instance._apply_handover(set(assigned))
         self.assigned.set()
 
@@ -218,6 +233,12 @@ class ConsumerInstance:
         self.closed = False  # no operation is served any more
         self._waiting = 0
         self._consumer_stopped = False
+        # Idle: no read for IDLE_PAUSE_S, fetching paused (see IDLE_PAUSE_S). The flag, not
+        # aiokafka's paused set, is the truth: aiokafka forgets pauses when the assignment
+        # changes or the consumer is replaced, and _pause_if_idle re-applies them.
+        self._idle = False
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._fetcher_timeout: float | None = None  # aiokafka's own, restored on wake
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -232,6 +253,7 @@ class ConsumerInstance:
             ) from exc
         if self.auto_commit:
             self._auto_commit_task = asyncio.create_task(self._auto_commit_loop())
+        self._arm_idle_timer()  # a client that never reads must not keep it fetching
 
     async def stop(self, *, commit: bool = True, wait_s: float | None = None) -> None:
         """Close the consumer (LeaveGroup); with auto-commit, commit what was delivered first.
@@ -254,6 +276,7 @@ class ConsumerInstance:
             self._lock.release()
 
     async def _close(self, *, commit: bool) -> None:
+        self._disarm_idle_timer()
         if self.closed and self._consumer_stopped:
             return
         self.closed = True
@@ -350,11 +373,39 @@ class ConsumerInstance:
                 if self._was_subscribed:
                     await self._replace_consumer()
                 self._consumer.assign(partitions)
+                self._pause_if_idle()
                 self._sub_state = {
                     "partitions": sorted([tp.topic, tp.partition] for tp in set(partitions))
                 }
             else:
                 self._unsubscribe()
+
+    async def _heal_fetcher(self) -> None:
+        """Rebuild the consumer if aiokafka's background fetcher died.
+
+        aiokafka's fetch task can die on a race of its own (a subscription ending while it
+        waits for an assignment: "Unexpected error in fetcher routine"), and nothing restarts
+        it: every later read would quietly return nothing, forever. A fresh consumer with the
+        same subscription, resuming at this instance's positions, heals it.
+        """
+        if not kafka_internals.fetcher_dead(self._consumer):
+            return
+        log.warning("%s/%s: the Kafka fetcher stopped; rebuilding the consumer", *self.key)
+        positions, state = self.positions(), dict(self._sub_state)
+        self._buffer.clear()
+        await self._replace_consumer()
+        if "partitions" in state:
+            self._consumer.assign([TopicPartition(t, int(p)) for t, p in state["partitions"]])
+            for tp, offset in positions.items():
+                self._consumer.seek(tp, offset)
+        elif "topics" in state or "pattern" in state:
+            # Resume at these positions at the first assignment, as an adoption does.
+            self._handover = Handover(positions, {}) if positions else None
+            if "topics" in state:
+                self._consumer.subscribe(topics=list(state["topics"]), listener=self._listener)
+                self._was_subscribed = True
+            else:
+                self._subscribe_pattern(state["pattern"])
 
     async def _replace_consumer(self) -> None:
         """A fresh aiokafka consumer for a manual assignment after a group subscription.
@@ -391,6 +442,7 @@ class ConsumerInstance:
             elif "partitions" in state:
                 tps = [TopicPartition(t, int(p)) for t, p in state["partitions"]]
                 self._consumer.assign(tps)
+                self._pause_if_idle()
                 await self._apply_handover(set(tps))
             self._sub_state = dict(state)
 
@@ -628,16 +680,74 @@ class ConsumerInstance:
         retries the batch.
         """
         async with self._op():
-            out, taken = await self._collect(limits, decode)
+            self._wake()
             try:
-                yield out
-            except BaseException:
-                self._rewind(taken)
-                raise
-            assigned = self._consumer.assignment()
-            for tp, (_, after) in taken.items():
-                if tp in assigned:  # a rebalance during the write revoked it: nothing to keep
-                    self._positions[tp] = after
+                out, taken = await self._collect(limits, decode)
+                try:
+                    yield out
+                except BaseException:
+                    self._rewind(taken)
+                    raise
+                assigned = self._consumer.assignment()
+                for tp, (_, after) in taken.items():
+                    if tp in assigned:  # a rebalance during the write revoked it: keep nothing
+                        self._positions[tp] = after
+            finally:
+                self._arm_idle_timer()
+
+    # --- idle pause ------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        """A read starts: fetch again (the read then waits on that fetch as usual)."""
+        self._disarm_idle_timer()
+        if self._idle:
+            self._idle = False
+            if self._fetcher_timeout is not None:
+                # Before resuming: the wake-up resume() causes already uses it.
+                kafka_internals.set_fetcher_timeout(self._consumer, self._fetcher_timeout)
+            paused = self._consumer.paused()
+            if paused:
+                self._consumer.resume(*paused)
+
+    def _arm_idle_timer(self) -> None:
+        """Pause fetching IDLE_PAUSE_S after this moment unless a read starts before."""
+        self._disarm_idle_timer()
+        if not self.closed:
+            loop = asyncio.get_running_loop()
+            self._idle_timer = loop.call_later(IDLE_PAUSE_S, self._go_idle)
+
+    def _disarm_idle_timer(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def _go_idle(self) -> None:
+        # A callback, not a task: a thousand sleeping tasks would cost memory and wake-ups for
+        # nothing. Pausing is synchronous and touches no position: seeks, commits, rewinds
+        # and drains work on paused partitions exactly as on fetching ones.
+        self._idle_timer = None
+        if self.closed:
+            return
+        self._idle = True
+        self._pause_if_idle()
+
+    def _pause_if_idle(self) -> None:
+        """Pause every assigned partition of an idle instance (aiokafka starts a newly
+        assigned partition, or a replaced consumer's, unpaused)."""
+        if not self._idle:
+            return
+        current = kafka_internals.fetcher_timeout(self._consumer)
+        if current is not None and current != IDLE_FETCHER_TIMEOUT_S:
+            # Per consumer: a replaced consumer starts with aiokafka's default again.
+            self._fetcher_timeout = current
+            kafka_internals.set_fetcher_timeout(self._consumer, IDLE_FETCHER_TIMEOUT_S)
+        todo = self._consumer.assignment() - self._consumer.paused()
+        if todo:
+            self._consumer.pause(*todo)
+
+    def fetch_paused(self) -> bool:
+        """Whether the instance is idle and fetches nothing (for tests and metrics)."""
+        return self._idle
 
     def _rewind(self, taken: Mapping[TopicPartition, tuple[int, int]]) -> None:
         """Undo a read whose response was not written: fetch again from its first records."""
@@ -679,6 +789,7 @@ class ConsumerInstance:
             decode, "prepare", None
         )
         self._require_subscription()
+        await self._heal_fetcher()
         if prepare is not None and self._buffer:
             await prepare(self._buffer)
         out: list[Any] = []

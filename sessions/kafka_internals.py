@@ -32,11 +32,14 @@ __all__ = [
     "batch_size",
     "check_record_size",
     "committed_with_metadata",
+    "fetcher_dead",
+    "fetcher_timeout",
     "forget_missing_topic",
     "max_request_size",
     "metadata_topics",
     "partitioner",
     "request_timeout_ms",
+    "set_fetcher_timeout",
     "subscribe_pattern",
     "subscription_type",
 ]
@@ -66,6 +69,19 @@ def subscribe_pattern(consumer: AIOKafkaConsumer, pattern: Any, listener: Any) -
     consumer._client.set_topics([])  # as subscribe() does: the next metadata update matches
 
 
+def fetcher_dead(consumer: AIOKafkaConsumer) -> bool:
+    """Whether the consumer's background fetch task ended while the consumer runs.
+
+    Nothing in aiokafka restarts it or reports it to ``getmany``, which then waits for data
+    that never comes.
+    """
+    fetcher = consumer._fetcher
+    if fetcher is None or consumer._closed:
+        return False
+    task: Any = fetcher._fetch_task
+    return bool(task.done())
+
+
 async def committed_with_metadata(
     consumer: AIOKafkaConsumer, partitions: set[TopicPartition]
 ) -> dict[TopicPartition, OffsetAndMetadata]:
@@ -74,6 +90,25 @@ async def committed_with_metadata(
         TopicPartition, OffsetAndMetadata
     ] = await consumer._coordinator.fetch_committed_offsets(partitions)
     return found
+
+
+def fetcher_timeout(consumer: AIOKafkaConsumer) -> float | None:
+    """How often (seconds) the started consumer's fetch loop wakes when nothing notifies it;
+    None before ``start()`` (no fetcher yet)."""
+    fetcher = consumer._fetcher
+    return None if fetcher is None else float(fetcher._fetcher_timeout)
+
+
+def set_fetcher_timeout(consumer: AIOKafkaConsumer, seconds: float) -> None:
+    """Change how often the fetch loop wakes with nothing to do (no-op before ``start()``).
+
+    aiokafka wakes it every 0.2 s even when every partition is paused, and
+    ``AIOKafkaConsumer`` does not pass the setting on. A paused instance needs no such
+    safety net: resume, seek, rebalance and finished requests all wake the loop at once.
+    """
+    fetcher = consumer._fetcher
+    if fetcher is not None:
+        fetcher._fetcher_timeout = seconds
 
 
 # --- producer ---------------------------------------------------------------------------------

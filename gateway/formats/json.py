@@ -38,6 +38,30 @@ def deserialize(data: bytes | None) -> Any:
     return value
 
 
+def answer_text(data: bytes | None) -> bytes:
+    """Kafka bytes -> the JSON text a consumer sees, spliced into the response as stored.
+
+    The read path builds its response as bytes (see :mod:`gateway.consume.decoding`), and the
+    stored bytes already are JSON text, so parsing them into Python objects only to write
+    them back out again (the cost of most of a json read) is skipped: the bytes are still
+    parsed, because only valid JSON may be spliced and a record that is not must stay a
+    poison record (:class:`PayloadError`, 408 / 40801) exactly as :func:`deserialize` makes
+    it, too-deep nesting included. orjson's parser is strict RFC 8259 (no NaN, no BOM, no
+    invalid UTF-8, no lone surrogates), so whatever it accepts is a valid JSON value to embed.
+    The client may then see the producer's own spelling (whitespace, ``1.0``, an integer
+    beyond 64 bits, which Confluent's Jackson keeps too) instead of orjson's re-encoding of
+    it; the value is the same.
+    """
+    if not data:  # null, and empty bytes, as deserialize() reads them
+        return b"null"
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise PayloadError(f"Failed to deserialize JSON record: {exc}") from None
+    check_answerable(data, value)
+    return data
+
+
 # orjson reads 1,024 levels but writes at most 254: a stored value deeper than that could be
 # read and never answered, so every read would fail on it. It is a record nobody can read.
 MAX_ANSWER_DEPTH = 254
@@ -46,9 +70,13 @@ MAX_ANSWER_DEPTH = 254
 def check_answerable(data: bytes | memoryview, value: Any) -> None:
     """Raise :class:`PayloadError` for a value too deeply nested to be written back as JSON.
 
-    The byte count of brackets is a cheap bound (C speed) that spares almost every record
-    the walk over its value.
+    Two cheap bounds spare almost every record the walk over its value: a value nested
+    deeper than the limit has more than that many opening and as many closing brackets, so
+    text of at most twice the limit in bytes cannot be (one length check, which matters on
+    the read path, where it runs for every record); then the byte count of brackets (C speed).
     """
+    if len(data) <= 2 * MAX_ANSWER_DEPTH:
+        return
     raw = bytes(data)
     if raw.count(b"[") + raw.count(b"{") <= MAX_ANSWER_DEPTH:
         return

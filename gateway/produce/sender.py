@@ -43,6 +43,8 @@ _LEGAL_TOPIC = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 # Past the producer's own request timeout (after which aiokafka fails a batch itself) only a
 # wedged client leaves a record unanswered; the margin keeps aiokafka's message the usual one.
 _DELIVERY_MARGIN = 1.0
+# Topics remembered for the no-wait path; beyond, further topics just take the full path.
+_TRACKED_MAX = 100_000
 
 
 class NotSent(Exception):
@@ -69,6 +71,9 @@ class ProducerGate:
         # Requests waiting for each topic's partitions: only the last one to give up on a
         # missing topic may make the producer forget it (see partitions()).
         self._waiting: dict[str, int] = {}
+        # Topics the current producer returned partitions for (see _known()).
+        self._tracked_by: AIOKafkaProducer | None = None
+        self._tracked: set[str] = set()
 
     async def producer(self) -> AIOKafkaProducer:
         """The shared producer; the caller bounds the wait, the start itself is not cancelled."""
@@ -87,6 +92,9 @@ class ProducerGate:
         topic still missing when the last request waiting for it gives up is dropped again,
         so clients naming made-up topics cannot grow the shared producer's state for good.
         """
+        known = self._known(topic)
+        if known is not None:
+            return known
         if not _legal_topic(topic):
             raise NotSent(
                 50002,
@@ -106,6 +114,35 @@ class ProducerGate:
                 for producer in asked:
                     kafka_internals.forget_missing_topic(producer, topic)
 
+    def _known(self, topic: str) -> tuple[AIOKafkaProducer, frozenset[int]] | None:
+        """The answer without waiting, when the producer is up and already tracks the topic.
+
+        Almost every request names a topic an earlier request already waited for. Skipping
+        the bounded wait for those (a timeout scope, a shielded future and aiokafka's own
+        metadata coroutine, each costing event-loop work) is a measurable part of a
+        single-record produce's latency. Only a topic this producer returned partitions for
+        before qualifies: aiokafka then keeps it in every metadata refresh, so its partitions
+        in the cluster metadata are current; once they are gone (a deleted topic), the
+        request takes the full path, with its wait and the forgetting of missing topics.
+        """
+        task = self._starting
+        if task is None or not task.done() or task.cancelled() or task.exception() is not None:
+            return None
+        producer = self._tracked_by
+        if producer is None or producer is not task.result() or topic not in self._tracked:
+            return None
+        partitions = producer.client.cluster.partitions_for_topic(topic)
+        if not partitions:
+            return None
+        return producer, frozenset(partitions)
+
+    def _track(self, producer: AIOKafkaProducer, topic: str) -> None:
+        if producer is not self._tracked_by:  # a new producer (restarted): it asks anew
+            self._tracked_by = producer
+            self._tracked = set()
+        if len(self._tracked) < _TRACKED_MAX:
+            self._tracked.add(topic)
+
     async def _wait_for_partitions(
         self, topic: str, max_block_ms: int, asked: list[AIOKafkaProducer]
     ) -> tuple[AIOKafkaProducer, frozenset[int]]:
@@ -119,7 +156,9 @@ class ProducerGate:
                     producer = await self.producer()
                     if producer not in asked:
                         asked.append(producer)
-                    return producer, frozenset(await producer.partitions_for(topic))
+                    known = frozenset(await producer.partitions_for(topic))
+                    self._track(producer, topic)
+                    return producer, known
             except TimeoutError:
                 break
             except GatewayError as exc:  # no producer: the cluster cannot be reached

@@ -164,6 +164,9 @@ class GatewayProcess:
     workdir: Path
     log_level: str = "WARNING"
     profile_to: Path | None = None
+    # Run the gateway on uvloop (``--uvloop``): the gateway has no switch for it, so the
+    # benchmark installs the loop policy before starting the same module.
+    uvloop: bool = False
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
@@ -190,6 +193,14 @@ class GatewayProcess:
         }
         sets = [arg for k, v in props.items() for arg in ("--set", f"{k}={v}")]
         serve = ["-m", "gateway.cli", "serve", *sets, "--log-level", self.log_level]
+        if self.profile_to is None and self.uvloop:
+            code = (
+                "import runpy, sys, uvloop\n"
+                "uvloop.install()\n"
+                f"sys.argv = ['gateway.cli', *{serve[2:]!r}]\n"
+                "runpy.run_module('gateway.cli', run_name='__main__', alter_sys=True)\n"
+            )
+            return [sys.executable, "-c", code]
         if self.profile_to is None:
             return [sys.executable, *serve]
         if self.profile_to.suffix == ".prof":

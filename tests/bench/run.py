@@ -36,13 +36,14 @@ import aiohttp
 import orjson
 from aiokafka.admin import AIOKafkaAdminClient
 
+from tests.bench import bench_idle
 from tests.bench import bench_scenarios as sc
 from tests.bench.bench_infra import REPO, GatewayProcess, loadavg, new_workdir
 from tests.harness.kafka import KafkaServer, ensure_jars
 from tests.harness.redis import RedisServer
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ALL = ("produce", "latency", "consume", "json", "memory", "forwarding")
+ALL = ("produce", "latency", "consume", "json", "memory", "forwarding", "idle")
 PROFILABLE = ("produce", "json", "latency", "consume", "forwarding")
 
 
@@ -68,6 +69,11 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="pyinstrument",
         help="with --profile: pyinstrument (wall-clock call tree) or cprofile (CPU self time)",
     )
+    p.add_argument(
+        "--uvloop",
+        action="store_true",
+        help="run the main gateway on uvloop (installed separately; not a gateway dependency)",
+    )
     p.add_argument("--partitions", type=int, default=3, help="partitions of every topic")
     p.add_argument(
         "--repeat",
@@ -75,6 +81,20 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=1,
         help="measure each gateway/direct pair of scenarios 1-4 this many times, alternating; "
         "the tables show the median run",
+    )
+    p.add_argument(
+        "--idle-count",
+        type=int,
+        default=0,
+        help="instances of scenario idle (default: 1000, 50 with --quick)",
+    )
+    p.add_argument(
+        "--idle-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="gateway setting for scenario idle's gateway (repeatable), "
+        "e.g. consumer.heartbeat.interval.ms=10000",
     )
     args = p.parse_args(argv)
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -165,6 +185,7 @@ def environment(kafka_version: str) -> dict[str, Any]:
         "aiokafka": _version("aiokafka"),
         "aiohttp": _version("aiohttp"),
         "orjson": _version("orjson"),
+        "uvloop": _version("uvloop"),
         "kafka": kafka_version,
     }
 
@@ -366,7 +387,11 @@ async def bench(args: argparse.Namespace, servers: Servers, workdir: Path) -> di
     fwd_profile = profile_to if args.profile == "forwarding" else None
     main_profile = None if fwd_profile else profile_to
     gw = GatewayProcess(
-        "main", {"bootstrap.servers": servers.bootstrap}, workdir, profile_to=main_profile
+        "main",
+        {"bootstrap.servers": servers.bootstrap},
+        workdir,
+        profile_to=main_profile,
+        uvloop=args.uvloop,
     )
     gw.start()
     ready_s = await gw.wait_ready()
@@ -494,6 +519,24 @@ async def bench(args: argparse.Namespace, servers: Servers, workdir: Path) -> di
                     ctx, servers, workdir, consume_topic, repeat=args.repeat, profile_to=fwd_profile
                 )
                 show(fwd["results"])
+        if "idle" in only and not args.profile:
+            count = args.idle_count or (50 if args.quick else 1000)
+            idle_s = 10.0 if args.quick else 20.0
+            print(f"[bench] 7. {count} idle subscribed instances")
+            idle_props = dict(kv.split("=", 1) for kv in args.idle_set)
+            out["idle"] = {
+                "gateway": await bench_idle.idle_instances(
+                    ctx,
+                    servers.bootstrap,
+                    workdir,
+                    count,
+                    idle_s=idle_s,
+                    samples=200,
+                    props=idle_props,
+                ),
+                "direct": await bench_idle.direct_idle(servers.bootstrap, count, idle_s),
+            }
+            print(f"  idle: {orjson.dumps(out['idle']).decode()}")
     finally:
         await http.close()
         if ctx.created_topics:
@@ -810,7 +853,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "argv": sys.argv[1:] if argv is None else list(argv),
         "quick": args.quick,
         "repeat": args.repeat,
-        "environment": environment(servers.kafka_version),
+        "environment": {**environment(servers.kafka_version), "gateway_uvloop": args.uvloop},
         "source": source_before,
         "source_changed_during_run": changed_files(source_before, source_fingerprint()),
         "uptime_before": uptime_before,

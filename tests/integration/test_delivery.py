@@ -15,6 +15,7 @@ import uuid
 import aiohttp
 import pytest
 
+from gateway.context import SESSIONS
 from tests.support.kafka import committed_offsets
 from tests.support.v2 import BINARY, V2
 
@@ -248,3 +249,33 @@ async def test_base_uri_is_a_usable_uri_for_any_name(make_gateway):
             )
         ) as resp:
             assert resp.status == 200, await resp.text()
+
+
+async def test_a_dead_kafka_fetcher_is_rebuilt_not_silent(make_gateway, new_topic, producer):
+    """aiokafka's fetch task can die on an internal race, after which its reads would return
+    nothing forever; the instance notices and rebuilds its consumer where it was."""
+    gateway = await make_gateway()
+    api = V2(gateway)
+    topic = await new_topic(partitions=1)
+    group = group_name()
+    await produce(producer, topic, [b"a", b"b"])
+    status, _ = await api.create(
+        group,
+        name="c",
+        **{"auto.offset.reset": "earliest", "fetch.min.bytes": 1, "auto.commit.enable": "false"},
+    )
+    assert status == 200
+    assert await api.subscribe(group, "c", [topic]) == 204
+    got = await api.drain(group, "c", 2, timeout=1000)
+    assert [r["offset"] for r in got] == [0, 1]
+
+    inst = gateway.server.app[SESSIONS].local.find(group, "c")
+    fetch_task = inst._consumer._fetcher._fetch_task  # what aiokafka's race leaves behind
+    fetch_task.cancel()
+    await asyncio.sleep(0.1)
+    assert fetch_task.done()
+    await produce(producer, topic, [b"c", b"d"])
+
+    got = await api.drain(group, "c", 2, timeout=1000)
+    assert [r["offset"] for r in got] == [2, 3]  # resumed exactly: nothing lost or repeated
+    assert inst._consumer._fetcher._fetch_task is not fetch_task

@@ -7,6 +7,7 @@ gateway only has to carry the right identity and turn a refusal into Confluent's
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -56,6 +57,36 @@ async def _provision(bootstrap: str) -> None:
         await admin.create_topics([NewTopic(t, 1, 1) for t in (GW_TOPIC, LOCKED, TOPIC_A, TOPIC_B)])
     finally:
         await admin.close()
+    await _until_acls_apply(bootstrap)
+
+
+async def _until_acls_apply(bootstrap: str, limit_s: float = 30.0) -> None:
+    """ACLs reach the broker's authorizer through the metadata log a moment after they are
+    created (longer on a loaded machine): wait until the gateway's user may write its topic,
+    so no test starts before its ACLs are in force."""
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import KafkaError
+
+    deadline = asyncio.get_running_loop().time() + limit_s
+    while True:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            security_protocol="SASL_PLAINTEXT",
+            sasl_mechanism="PLAIN",
+            sasl_plain_username="gateway",
+            sasl_plain_password="gateway-secret",
+            request_timeout_ms=5000,
+        )
+        try:
+            await producer.start()
+            await producer.send_and_wait(GW_TOPIC, b"hi")  # what the tests write too
+            return
+        except KafkaError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+        finally:
+            await producer.stop()
 
 
 @pytest.fixture(scope="session")

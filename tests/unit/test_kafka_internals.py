@@ -45,11 +45,38 @@ async def test_consumer_subscribes_with_a_compiled_re2_pattern() -> None:
     assert matcher.match("orders-12") and not matcher.match("payments")
 
 
+async def test_consumer_fetcher_liveness_is_readable() -> None:
+    consumer = AIOKafkaConsumer(bootstrap_servers=NOWHERE)
+    assert internals.fetcher_dead(consumer) is False  # not started: no fetcher yet
+    assert hasattr(consumer, "_fetcher") and hasattr(consumer, "_closed")
+    from aiokafka.consumer.fetcher import Fetcher
+
+    assert "_fetch_task" in inspect.getsource(Fetcher.__init__)
+
+
 async def test_consumer_committed_with_metadata_uses_the_coordinator() -> None:
     consumer = AIOKafkaConsumer(bootstrap_servers=NOWHERE)
     assert hasattr(consumer, "_coordinator")  # set to a GroupCoordinator by start()
     params = inspect.signature(GroupCoordinator.fetch_committed_offsets).parameters
     assert list(params) == ["self", "partitions"]
+
+
+async def test_consumer_fetcher_timeout_is_read_and_set_on_the_started_fetcher() -> None:
+    from aiokafka.consumer.fetcher import Fetcher
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=NOWHERE)
+    assert internals.fetcher_timeout(consumer) is None  # no fetcher before start()
+    internals.set_fetcher_timeout(consumer, 5.0)  # and setting it then is a no-op
+    # start() needs a broker: check the attribute the accessors use on a Fetcher itself.
+    params = inspect.signature(Fetcher.__init__).parameters
+    assert params["fetcher_timeout"].default == 0.2
+    fetcher = object.__new__(Fetcher)
+    fetcher._fetcher_timeout = 0.2
+    consumer._fetcher = fetcher
+    assert internals.fetcher_timeout(consumer) == 0.2
+    internals.set_fetcher_timeout(consumer, 5.0)
+    assert internals.fetcher_timeout(consumer) == 5.0
+    assert "self._fetcher_timeout" in inspect.getsource(Fetcher._get_actions_per_node)
 
 
 async def test_producer_limits_and_partitioner() -> None:
