@@ -19,6 +19,7 @@ import orjson
 from aiohttp import web
 
 from .errors import GatewayError, bad_request, json_detail, unprocessable, unrecognized_field
+from .formats.codec import nesting_depth
 
 MAX_BODY = 64 * 1024 * 1024
 
@@ -113,29 +114,6 @@ def _too_deep(raw: bytes, value: Any) -> bool:
         else:
             return False
     return nesting_depth(value, MAX_DEPTH) > MAX_DEPTH
-
-
-def nesting_depth(value: Any, stop_above: int | None = None) -> int:
-    """Levels of arrays/objects in ``value`` (a scalar: 0); iterative, so any depth is safe.
-
-    With ``stop_above``, returns as soon as the depth is known to exceed it.
-    """
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
-            children: Collection[Any] = node.values()
-        elif isinstance(node, list):
-            children = node
-        else:
-            continue
-        if depth > deepest:
-            deepest = depth
-            if stop_above is not None and deepest > stop_above:
-                return deepest
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-    return deepest
 
 
 # --- Jackson's coercions ------------------------------------------------------------------------

@@ -33,6 +33,7 @@ __all__ = [
     "PayloadError",
     "SchemaError",
     "json_text",
+    "nesting_depth",
 ]
 
 
@@ -67,3 +68,29 @@ class Codec(Protocol):
     def decode(self, payload: bytes | memoryview) -> Any:
         """The JSON value a consumer sees; :class:`PayloadError` when unreadable."""
         ...
+
+
+def nesting_depth(value: Any, stop_above: int | None = None) -> int:
+    """Levels of arrays/objects in ``value`` (a scalar: 0); iterative, so any depth is safe.
+
+    One walk for every bound on nesting (request bodies, stored values answered as JSON,
+    registry schemas), so all of them agree on what a level is.
+
+    With ``stop_above``, returns as soon as the depth is known to exceed it.
+    """
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > deepest:
+            deepest = depth
+            if stop_above is not None and deepest > stop_above:
+                return deepest
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest

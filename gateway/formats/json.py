@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from .codec import PayloadError
+from .codec import PayloadError, nesting_depth
 
 
 def serialize(value: Any) -> bytes | None:
@@ -80,18 +80,8 @@ def check_answerable(data: bytes | memoryview, value: Any) -> None:
     raw = bytes(data)
     if raw.count(b"[") + raw.count(b"{") <= MAX_ANSWER_DEPTH:
         return
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
-            children: Any = node.values()
-        elif isinstance(node, list):
-            children = node
-        else:
-            continue
-        if depth > MAX_ANSWER_DEPTH:
-            raise PayloadError(
-                f"JSON value nested more than {MAX_ANSWER_DEPTH} levels deep; it cannot be "
-                "returned as JSON"
-            )
-        stack.extend((child, depth + 1) for child in children)
+    if nesting_depth(value, MAX_ANSWER_DEPTH) > MAX_ANSWER_DEPTH:
+        raise PayloadError(
+            f"JSON value nested more than {MAX_ANSWER_DEPTH} levels deep; it cannot be "
+            "returned as JSON"
+        )

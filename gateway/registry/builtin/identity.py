@@ -13,6 +13,8 @@ from typing import Any
 
 import orjson
 
+from gateway.formats.codec import nesting_depth
+
 from .model import AVRO, PROTOBUF, SchemaText
 
 Identity = tuple[str, str, tuple[tuple[str, str, int], ...]]
@@ -55,18 +57,8 @@ def normalized_text(schema: SchemaText) -> str:
 
 def check_nesting(doc: Any) -> None:
     """Raises :class:`SchemaTooDeep`; iterative, so it is safe on any document."""
-    stack: list[tuple[Any, int]] = [(doc, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
-            children: Any = node.values()
-        elif isinstance(node, list):
-            children = node
-        else:
-            continue
-        if depth > MAX_NESTING:
-            raise SchemaTooDeep(f"nested more than {MAX_NESTING} levels deep")
-        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    if nesting_depth(doc, MAX_NESTING) > MAX_NESTING:
+        raise SchemaTooDeep(f"nested more than {MAX_NESTING} levels deep")
 
 
 _AVRO_PRIMITIVES = frozenset(
