@@ -23,11 +23,11 @@ from pathlib import Path
 
 import bcrypt
 
+from .watched import WatchedFile
+
 # How long a successful check is trusted, and how many are kept.
 CACHE_TTL_S = 60.0
 CACHE_SIZE = 4096
-# How often the users file's modification time is looked at.
-RELOAD_CHECK_S = 2.0
 BCRYPT_ROUNDS = 12
 
 
@@ -88,35 +88,12 @@ class BasicUsers:
     """The users of one file, and the check of one ``name:password`` pair."""
 
     def __init__(self, path: str) -> None:
-        self._path = Path(path)
-        self._users: dict[str, User] = {}
-        self._mtime = -1.0
-        self._checked_at = 0.0
+        # A missing or malformed file stops start-up, naming the problem.
+        self._file = WatchedFile(path, parse_users, UsersFileError, "users file")
         self._ok: OrderedDict[bytes, float] = OrderedDict()
-        self._load()  # a missing or malformed file stops start-up, naming the problem
-
-    def _load(self) -> None:
-        try:
-            mtime = self._path.stat().st_mtime
-            if mtime != self._mtime:
-                self._users = parse_users(self._path.read_text(), str(self._path))
-                self._mtime = mtime
-        except OSError as exc:
-            raise UsersFileError(f"cannot read users file {self._path}: {exc}") from exc
-
-    def _maybe_reload(self) -> None:
-        now = time.monotonic()
-        if now - self._checked_at < RELOAD_CHECK_S:
-            return
-        self._checked_at = now
-        try:
-            self._load()
-        except UsersFileError:
-            pass  # keep serving with the last good file; start-up already proved one
 
     async def check(self, name: str, password: str) -> User | None:
-        self._maybe_reload()
-        user = self._users.get(name)
+        user = self._file.current().get(name)
         if user is None:
             return None
         key = hashlib.sha256(b"\0".join([name.encode(), password.encode(), user.hash])).digest()

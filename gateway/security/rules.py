@@ -38,20 +38,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError
 from .principal import Principal
+from .watched import WatchedFile
 
 log = logging.getLogger(__name__)
 
-# How often the rules file's modification time is looked at (as the users file's).
-RELOAD_CHECK_S = 2.0
 
 OPERATIONS: dict[str, frozenset[str]] = {
     "topic": frozenset({"produce", "consume", "describe"}),
@@ -222,45 +218,25 @@ class Rules:
     """The rules of one file, re-read when it changes; the questions handlers ask."""
 
     def __init__(self, path: str) -> None:
-        self._path = Path(path)
-        self._rules: tuple[Rule, ...] = ()
-        self._mtime: float | None = None
-        self._checked_at = 0.0
-        self._load()  # a missing or malformed file stops start-up, naming the problem
+        # A missing or malformed file stops start-up, naming the problem.
+        self._file: WatchedFile[tuple[Rule, ...]] | None = WatchedFile(
+            path, parse_rules, RulesFileError, "rules file"
+        )
+        self._fixed: tuple[Rule, ...] = ()
 
     @classmethod
     def of(cls, rules: Iterable[Rule]) -> Rules:
         """Rules not read from a file (tests)."""
         self = cls.__new__(cls)
-        self._path = Path(os.devnull)
-        self._rules = tuple(rules)
-        self._mtime = None
-        self._checked_at = float("inf")
+        self._file = None
+        self._fixed = tuple(rules)
         return self
 
-    def _load(self) -> None:
-        try:
-            mtime = self._path.stat().st_mtime_ns / 1e9
-            if mtime != self._mtime:
-                self._rules = parse_rules(self._path.read_text(), str(self._path))
-                self._mtime = mtime
-        except OSError as exc:
-            raise RulesFileError(f"cannot read rules file {self._path}: {exc}") from exc
-
-    def _maybe_reload(self) -> None:
-        # A stat every few seconds, not per request; a broken edit keeps the last good rules
-        # (denying everything because of a typo would take every client down at once).
-        now = time.monotonic()
-        if now - self._checked_at < RELOAD_CHECK_S:
-            return
-        self._checked_at = now
-        try:
-            self._load()
-        except RulesFileError as exc:
-            log.error("%s; keeping the rules loaded before", exc)
+    @property
+    def _rules(self) -> tuple[Rule, ...]:
+        return self._file.current() if self._file is not None else self._fixed
 
     def _applicable(self, principal: Principal, resource: str, operation: str) -> list[Rule]:
-        self._maybe_reload()
         return [
             r
             for r in self._rules

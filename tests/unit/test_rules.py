@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.security import rules as rules_mod
+from gateway.security import watched
 from gateway.security.principal import ANONYMOUS, Principal
 from gateway.security.rules import (
     Rules,
@@ -173,7 +173,7 @@ def test_file_is_required_and_reloaded_when_it_changes(
     path.write_text(json.dumps({"rules": [{"principal": "*", "topic": "a", "allow": ["*"]}]}))
     r = Rules(str(path))
     assert r.allows(BOB, "topic", "produce", "a") and not r.allows(BOB, "topic", "produce", "b")
-    monkeypatch.setattr(rules_mod, "RELOAD_CHECK_S", 0.0)
+    monkeypatch.setattr(watched, "RELOAD_CHECK_S", 0.0)
 
     def rewrite(text: str, bump: int) -> None:
         path.write_text(text)
