@@ -246,7 +246,8 @@ class GatewayCluster:
         """SIGSTOP: connections stay open but nothing answers (a hung or partitioned node)."""
         r = self.replicas[i]
         assert r.running, f"replica {i} is not running"
-        _signal(r.process, signal.SIGSTOP)
+        if r.process is not None and r.process.poll() is None:
+            process.freeze(r.process)
         r.paused = True
 
     def resume(self, i: int) -> None:

@@ -272,7 +272,7 @@ class KafkaServer:
     def pause(self) -> None:
         """Freeze the broker (SIGSTOP): a hung Kafka, where clients get no answer at all."""
         assert self.process is not None, "not started"
-        os.kill(self.process.pid, signal.SIGSTOP)
+        process.freeze(self.process)
 
     def resume(self) -> None:
         assert self.process is not None, "not started"

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -70,3 +71,33 @@ def tail(path: Path, lines: int = 40) -> str:
     except OSError as exc:
         return f"(no log at {path}: {exc})"
     return "\n".join(text.splitlines()[-lines:])
+
+
+def freeze(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
+    """SIGSTOP, returning only once every thread of the process is stopped.
+
+    ``kill`` only queues the signal: on a loaded machine a thread of a big process (a JVM has
+    dozens) may run on until its CPU takes the interrupt, and a test that acts at once could be
+    answered by the server it believes frozen.
+    """
+    os.kill(proc.pid, signal.SIGSTOP)
+    deadline = time.monotonic() + timeout
+    while not _all_threads_stopped(proc.pid):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"process {proc.pid} did not stop within {timeout} s")
+        time.sleep(0.005)
+
+
+def _all_threads_stopped(pid: int) -> bool:
+    tasks = Path(f"/proc/{pid}/task")
+    if not tasks.is_dir():  # not Linux: trust the signal
+        return True
+    for task in tasks.iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue  # the thread ended
+        # "pid (comm) S ...": comm may hold spaces and parentheses, the state follows the last ")".
+        if stat[stat.rindex(")") + 2] not in "Tt":
+            return False
+    return True

@@ -98,7 +98,7 @@ class RedisServer:
     def pause(self) -> None:
         """Freeze the server: connections stay open but nothing is answered."""
         assert self.process is not None, "not started"
-        os.kill(self.process.pid, signal.SIGSTOP)
+        process.freeze(self.process)
 
     def resume(self) -> None:
         assert self.process is not None, "not started"
