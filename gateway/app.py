@@ -50,6 +50,7 @@ from .security.principal import PRINCIPAL
 from .security.quotas import quota_middleware
 from .security.tls import TLS, TLS_KEY
 from .topics import client_topic_filter
+from .workers.identity import WorkerIdentity
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,10 @@ async def forwarded_middleware(request: web.Request, handler: Handler) -> web.St
     """Mark requests another replica forwarded; refuse any whose signature does not verify,
     that was addressed to another node, or that this node has already seen."""
     if HEADER in request.headers or LEGACY_HEADER in request.headers:
+        forwarder = request.app[FORWARDER]
+        sibling = forwarder.sibling_for_hop(request)
+        if sibling is not None:  # for the owning worker; it reached the shared listener
+            return await forwarder.relay(request, sibling)
         node_id = request.app[SESSIONS].node_id
         request[FORWARDED] = await request.app[FORWARDER].verify(request, node_id)
         if request[FORWARDED]:
@@ -104,7 +109,8 @@ class Component(Protocol):
     async def stop(self) -> None: ...
 
 
-def build_app(config: Config) -> web.Application:
+def build_app(config: Config, worker: WorkerIdentity | None = None) -> web.Application:
+    """The whole gateway; ``worker`` when it runs as one of a replica's worker processes."""
     app = web.Application(
         # Order matters: errors wrap everything; a forwarded request is verified (and its
         # principal taken from the signed hop) before authentication, which skips it.
@@ -130,6 +136,8 @@ def build_app(config: Config) -> web.Application:
         ssl_context=tls.client,
         default_wait_ms=config.consumer_request_timeout_ms,
         kafka_timeout_ms=config.kafka_timeout_ms,
+        max_wait_ms=config.consumer_request_timeout_max_ms,
+        worker=worker,
     )
     registry = builtin.RegistryService(config) if config.schema_registry_builtin else None
     schemas = Schemas(
@@ -139,6 +147,8 @@ def build_app(config: Config) -> web.Application:
         directory=open_directory(config.session_store_url),
         factory=instance_factory(config),
         node_url=config.self_url,
+        node_name=worker.node_name(config.self_url.split("://", 1)[-1]) if worker else None,
+        node_slot=worker.slot(config.self_url) if worker else None,
         instance_timeout_ms=config.consumer_instance_timeout_ms,
         lease_ms=config.node_lease_ms,
         drain_timeout_ms=config.shutdown_timeout_ms,

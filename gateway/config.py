@@ -118,6 +118,12 @@ def _session_store(value: str) -> str:
     return v
 
 
+def _workers(value: str) -> int:
+    """``auto`` (or 0) is 0, resolved at start-up by :attr:`Config.worker_count`."""
+    v = value.strip().lower()
+    return 0 if v == "auto" else _int(0, 256)(v)
+
+
 def _url_or_empty(value: str) -> str:
     v = value.strip()
     if v and urlsplit(v).scheme not in ("http", "https"):
@@ -271,6 +277,13 @@ class Config:
         "",
         _url_or_empty,
         "how other replicas reach this one directly (unset: the listener)",
+    )
+    workers: int = _setting(
+        "workers",
+        0,
+        _workers,
+        "processes per replica sharing the listener: 0 or `auto` (the CPUs this process may"
+        " use, cgroup limits included) or a number; always 1 with `memory://`",
     )
     node_lease_ms: int = _setting(
         "node.lease.ms",
@@ -512,6 +525,18 @@ class Config:
     def listener(self) -> Listener:
         """The listener the HTTP server binds (the first one)."""
         return self.listeners[0]
+
+    @property
+    def worker_count(self) -> int:
+        """How many worker processes ``serve`` runs: 1 with the in-memory session store (its
+        instances live in one process, so there is nothing for siblings to share)."""
+        if self.session_store_url == "memory://":
+            return 1
+        if self.workers:
+            return self.workers
+        from gateway.workers.cpus import available_cpus  # only serve() needs the cgroup files
+
+        return available_cpus()
 
     @property
     def self_url(self) -> str:
@@ -767,6 +792,11 @@ def from_properties(props: Mapping[str, str]) -> Config:
         raise ConfigError(
             "cluster.secret: required when session.store.url is a Redis URL "
             "(replicas sign the requests they forward to each other with it)"
+        )
+    if store == "memory://" and values.get("workers", 0) > 1:
+        raise ConfigError(
+            "workers: more than one worker needs session.store.url=redis://… (with memory://"
+            " each worker would hold instances the others cannot find)"
         )
     fields: dict[str, Any] = {**values, **passthrough}
     return Config(**fields, unknown_keys=tuple(sorted(unknown)))

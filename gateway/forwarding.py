@@ -49,6 +49,7 @@ from sessions.router import Forward
 from .errors import GatewayError
 from .registry.client import TOTAL_TIMEOUT_S as REGISTRY_TIMEOUT_S
 from .security.principal import ANONYMOUS, Principal, principal_of
+from .workers.identity import WorkerIdentity
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +241,14 @@ class NonceCache:
         return None
 
 
+def hop_target(value: str) -> str:
+    """The node a hop header (``ts;nonce;target;sig``) is addressed to; "" if malformed."""
+    _, _, rest = value.partition(";")
+    _, _, rest = rest.partition(";")
+    target, _, _ = rest.rpartition(";")
+    return target
+
+
 async def verify(request: web.Request, secret: str, *, node_id: str, nonces: NonceCache) -> bool:
     """True for a correctly signed forwarded request, False for a client request; else refuse.
 
@@ -370,10 +379,16 @@ class Forwarder:
         kafka_timeout_ms: int,
         connect_timeout_s: float = 2.0,
         ssl_context: ssl.SSLContext | None = None,
+        max_wait_ms: int | None = None,
+        worker: WorkerIdentity | None = None,
     ) -> None:
         self._secret = secret
         self._default_wait_ms = default_wait_ms
+        self._max_wait_ms = max(max_wait_ms or 0, default_wait_ms)
         self._kafka_timeout_ms = kafka_timeout_ms
+        # With workers: siblings are reached over their Unix sockets, one pool per sibling.
+        self.worker = worker
+        self._siblings: dict[str, aiohttp.ClientSession] = {}
         self._connect_timeout = connect_timeout_s
         # For https node URLs: trusts the replicas' CA (None: aiohttp's default, the system
         # store), see gateway/security/tls.py.
@@ -405,6 +420,52 @@ class Forwarder:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        siblings, self._siblings = self._siblings, {}
+        for session in siblings.values():
+            await session.close()
+
+    def _sibling_session(self, path: str) -> aiohttp.ClientSession:
+        session = self._siblings.get(path)
+        if session is None or session.closed:
+            session = self._siblings[path] = aiohttp.ClientSession(
+                connector=aiohttp.UnixConnector(path, limit=256, keepalive_timeout=30),
+                auto_decompress=False,
+            )
+        return session
+
+    def sibling_for_hop(self, request: web.Request) -> str | None:
+        """The socket of the sibling worker a hop is addressed to, if it is a sibling's."""
+        value = request.headers.get(HEADER)
+        if self.worker is None or value is None:
+            return None
+        return self.worker.sibling_socket(hop_target(value))
+
+    async def relay(self, request: web.Request, path: str) -> web.StreamResponse:
+        """Pass a hop addressed to a sibling worker on, unchanged, over its socket.
+
+        Another replica addresses the owning worker by node id but reaches the replica's
+        shared listener, where any worker may accept the connection. The hop is not
+        verified here but by the sibling (its nonce memory is the one that counts), and it
+        is not signed again: the bytes the owner verifies are the ones the sender signed.
+        """
+        headers: CIMultiDict[str] = CIMultiDict()
+        for name in (*_KEEP_REQUEST, HEADER, PRINCIPAL_HEADER):
+            for value in request.headers.getall(name, ()):
+                headers.add(name, _sendable(value))
+        kafka_s = self._kafka_timeout_ms / 1000
+        # The sibling's worst case for any operation (see budget_s), whatever it is.
+        budget = self._max_wait_ms / 1000 + 3 * kafka_s + REGISTRY_TIMEOUT_S + ASSIGNMENT_WAIT_S
+        return await self._watched(
+            request,
+            self._exchange(
+                request,
+                self._sibling_session(path),
+                wire_target("http://localhost", request.raw_path),
+                headers,
+                budget + MARGIN_S,
+                path,
+            ),
+        )
 
     async def verify(self, request: web.Request, node_id: str) -> bool:
         """:func:`verify` with this replica's secret and nonce memory."""
@@ -442,14 +503,20 @@ class Forwarder:
         A client that goes away mid-hop takes the hop with it (see :meth:`_watch_clients`),
         so the owner's own response write fails as it would for a direct client.
         """
+        return await self._watched(request, self._forward(request, route))
+
+    async def _watched(
+        self, request: web.Request, hop: Awaitable[web.StreamResponse]
+    ) -> web.StreamResponse:
+        """``hop``, cancelled if the client goes away (see :meth:`_watch_clients`)."""
         task = asyncio.current_task()
         if task is None:  # pragma: no cover - aiohttp always runs handlers in a task
-            return await self._forward(request, route)
+            return await hop
         self._inflight[task] = request
         self._busy.set()
         started, outcome = time.monotonic(), "error"
         try:
-            response = await self._forward(request, route)
+            response = await hop
             outcome = "ok"
             return response
         finally:
@@ -462,7 +529,13 @@ class Forwarder:
             raise GatewayError(
                 503, 50302, "This replica is shutting down; retry the request", retry_after=1
             )
-        url = wire_target(route.url, request.raw_path)
+        session, url = self._session, wire_target(route.url, request.raw_path)
+        sibling = self.worker.sibling_socket(route.record.owner) if self.worker else None
+        if sibling is not None:
+            # A sibling worker of this replica: its socket, not a round trip through the
+            # shared listener (which could land on any worker, this one included).
+            session = self._sibling_session(sibling)
+            url = wire_target("http://localhost", request.raw_path)
         body = await request.read()
         headers: CIMultiDict[str] = CIMultiDict()
         for name in _KEEP_REQUEST:
@@ -483,9 +556,23 @@ class Forwarder:
             principal=principal,
         )
         budget = self.budget_s(route, request)
+        return await self._exchange(request, session, url, headers, budget, route.url)
+
+    async def _exchange(
+        self,
+        request: web.Request,
+        session: aiohttp.ClientSession,
+        url: URL,
+        headers: CIMultiDict[str],
+        budget: float,
+        where: str,
+    ) -> web.StreamResponse:
+        """Send the hop and stream the answer back; a hop that fails before the answer
+        starts is a retriable 503."""
+        body = await request.read()
         timeout = aiohttp.ClientTimeout(total=None, connect=self._connect_timeout, sock_read=budget)
         try:
-            async with self._session.request(
+            async with session.request(
                 request.method,
                 url,
                 data=body if body else None,
@@ -500,7 +587,7 @@ class Forwarder:
                 first = await anext(chunks, b"")
                 return await self._relay(request, upstream, first, chunks)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("forward to %s failed: %s", route.url, exc)
+            log.warning("forward to %s failed: %s", where, exc)
             raise _owner_not_answering() from exc
 
     async def _relay(

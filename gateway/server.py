@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from typing import Any
 
@@ -28,19 +29,40 @@ from .app import build_app
 from .config import Config
 from .context import SESSIONS
 from .security.tls import TLS_KEY
+from .workers.identity import WorkerIdentity
 
 log = logging.getLogger(__name__)
 
 
-async def serve(config: Config) -> None:
-    app = build_app(config)
+async def serve(config: Config, worker: WorkerIdentity | None = None) -> None:
+    """Serve until SIGTERM/SIGINT; as a worker (see gateway/workers), on the listener shared
+    with its siblings (SO_REUSEPORT), plus this worker's own Unix socket for them."""
+    app = build_app(config, worker)
     runner = make_runner(app, config)
     await runner.setup()
     lst = config.listener
     tls = app[TLS_KEY]
-    site = web.TCPSite(runner, lst.host, lst.port, reuse_address=True, ssl_context=tls.server)
+    # With workers, each binds the port with SO_REUSEPORT: the kernel spreads new
+    # connections over them by address hash. (One shared accept queue would not: asyncio
+    # accepts every pending connection on each wake-up, so the first worker awake takes all.)
+    sites: list[web.BaseSite] = [
+        web.TCPSite(
+            runner,
+            lst.host,
+            lst.port,
+            reuse_address=True,
+            reuse_port=worker is not None or None,
+            ssl_context=tls.server,
+        )
+    ]
+    if worker is not None:
+        path = worker.socket_path(worker.index)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # left by this worker's crashed predecessor
+        sites.append(web.UnixSite(runner, path))
     try:
-        await site.start()
+        for site in sites:
+            await site.start()
     except BaseException:
         await runner.cleanup()  # close Kafka and Redis clients before reporting the failure
         raise

@@ -83,8 +83,10 @@ class Directory(Protocol):
     ) -> InstanceRecord | None: ...
     async def delete(self, group: str, name: str, owner: str, epoch: int) -> bool: ...
     async def touch(self, keys: list[tuple[str, str]], ttl_ms: int) -> None: ...
-    async def renew_lease(self, node_id: str, url: str, ttl_ms: int) -> bool: ...
-    async def take_over_url(self, url: str, node_id: str, ttl_ms: int) -> str | None: ...
+    async def renew_lease(
+        self, node_id: str, url: str, ttl_ms: int, *, slot: str | None = None
+    ) -> bool: ...
+    async def take_over_url(self, slot: str, node_id: str, ttl_ms: int) -> str | None: ...
     async def drop_lease(self, node_id: str) -> None: ...
     async def lease(self, node_id: str) -> str | None: ...
 
@@ -283,24 +285,31 @@ class RedisDirectory:
         records = [self._key(group, name) for group, name in keys]
         await self._call(self._touch(keys=[*records, self._census], args=[ttl_ms]))
 
-    async def renew_lease(self, node_id: str, url: str, ttl_ms: int) -> bool:
-        """Renew; returns False when the lease had lapsed (others may have adopted since)."""
+    async def renew_lease(
+        self, node_id: str, url: str, ttl_ms: int, *, slot: str | None = None
+    ) -> bool:
+        """Renew; returns False when the lease had lapsed (others may have adopted since).
+
+        ``url`` is where the node is reached, ``slot`` (default: the URL) where it sits:
+        the key :meth:`take_over_url` looks at when the node's successor starts.
+        """
         key = lease_key(self._prefix, node_id)
         pipe = self._redis.pipeline(transaction=True)
         pipe.exists(key)
         pipe.set(key, url, px=ttl_ms)
-        pipe.set(url_key(self._prefix, url), node_id, px=ttl_ms)
+        pipe.set(url_key(self._prefix, slot or url), node_id, px=ttl_ms)
         existed, _, _ = await self._call(pipe.execute())
         return bool(existed)
 
-    async def take_over_url(self, url: str, node_id: str, ttl_ms: int) -> str | None:
-        """Register ``node_id`` at ``url``; drop the lease of the node that had it before.
+    async def take_over_url(self, slot: str, node_id: str, ttl_ms: int) -> str | None:
+        """Register ``node_id`` at ``slot``; drop the lease of the node that had it before.
 
-        Only one process can listen on an address, so a previous holder is dead: its lease
-        goes now, and its instances are adopted at once instead of after the lease expires.
+        Only one process can hold a slot (listen on an address, or be worker i of the
+        replica there), so a previous holder is dead: its lease goes now, and its instances
+        are adopted at once instead of after the lease expires.
         """
         previous = await self._call(
-            self._redis.set(url_key(self._prefix, url), node_id, px=ttl_ms, get=True)
+            self._redis.set(url_key(self._prefix, slot), node_id, px=ttl_ms, get=True)
         )
         if isinstance(previous, bytes):
             previous = previous.decode()
@@ -399,15 +408,17 @@ class MemoryDirectory:
             if cur is not None:
                 self._put(cur, ttl_ms)
 
-    async def renew_lease(self, node_id: str, url: str, ttl_ms: int) -> bool:
+    async def renew_lease(
+        self, node_id: str, url: str, ttl_ms: int, *, slot: str | None = None
+    ) -> bool:
         existed = self._leases.get(node_id, ("", 0.0))[1] > time.monotonic()
         self._leases[node_id] = (url, time.monotonic() + ttl_ms / 1000)
-        self._urls[url] = node_id
+        self._urls[slot or url] = node_id
         return existed
 
-    async def take_over_url(self, url: str, node_id: str, ttl_ms: int) -> str | None:
-        previous = self._urls.get(url)
-        self._urls[url] = node_id
+    async def take_over_url(self, slot: str, node_id: str, ttl_ms: int) -> str | None:
+        previous = self._urls.get(slot)
+        self._urls[slot] = node_id
         if previous is None or previous == node_id:
             return None
         self._leases.pop(previous, None)

@@ -12,7 +12,7 @@ A node that cannot renew (cut off from Redis while the others are not) *fences i
 leave their groups), all before the lease can expire and another replica adopt them. Two
 replicas therefore never serve one instance at once, whichever of them Redis can see.
 
-A node restarted in place (same ``node.url``) retires its dead predecessor's lease at start,
+A node restarted in place (same ``node.url``, and same worker index) retires its dead predecessor's lease at start,
 so the predecessor's instances are adopted at once instead of after the lease runs out.
 """
 
@@ -50,10 +50,13 @@ class NodeLease:
         node_url: str,
         lease_ms: int,
         on_lapsed: Callable[[], Awaitable[None]],
+        slot: str | None = None,
     ) -> None:
         self._directory = directory
         self.node_id = node_id
         self.node_url = node_url
+        # Where this node sits: one process per slot, so a new holder's predecessor is dead.
+        self.slot = slot or node_url
         self._lease_ms = lease_ms
         self._on_lapsed = on_lapsed
         self._last_renewal = 0.0
@@ -67,14 +70,12 @@ class NodeLease:
 
     async def start(self) -> None:
         try:
-            previous = await self._directory.take_over_url(
-                self.node_url, self.node_id, self._lease_ms
-            )
+            previous = await self._directory.take_over_url(self.slot, self.node_id, self._lease_ms)
             if previous:
                 log.info(
                     "retired the lease of %s, this node's predecessor at %s",
                     previous,
-                    self.node_url,
+                    self.slot,
                 )
             await self.renew()
         except StoreUnavailable as exc:
@@ -105,7 +106,9 @@ class NodeLease:
 
     async def renew(self) -> None:
         sent = time.monotonic()  # the lease's TTL runs from (about) now, not from the answer
-        existed = await self._directory.renew_lease(self.node_id, self.node_url, self._lease_ms)
+        existed = await self._directory.renew_lease(
+            self.node_id, self.node_url, self._lease_ms, slot=self.slot
+        )
         self._fence_ran = False
         if self._last_renewal and not existed:
             # We were gone past our lease (paused, partitioned): others may have adopted our

@@ -77,6 +77,8 @@ class InstanceRouter:
         directory: Directory,
         factory: Callable[[InstanceSpec], ConsumerInstance],
         node_url: str,
+        node_name: str | None = None,
+        node_slot: str | None = None,
         instance_timeout_ms: int,
         lease_ms: int = 10_000,
         drain_timeout_ms: int = 15_000,
@@ -84,12 +86,17 @@ class InstanceRouter:
         max_cluster_instances: int = 0,
     ) -> None:
         self.directory = directory
-        self.node_id = f"{node_url.split('://', 1)[-1]}:{uuid.uuid4().hex[:12]}"
+        # Unique per process; ``node_name`` (a worker's, see gateway/workers) keeps siblings
+        # recognisable to each other. ``node_slot`` is what a successor at the same place
+        # takes over (the URL, or the URL and worker index when workers share it).
+        name = node_name or node_url.split("://", 1)[-1]
+        self.node_id = f"{name}:{uuid.uuid4().hex[:12]}"
         self.node_url = node_url
         self.lease = NodeLease(
             directory,
             node_id=self.node_id,
             node_url=node_url,
+            slot=node_slot,
             lease_ms=lease_ms,
             on_lapsed=self._recheck_ownership,
         )

@@ -17,6 +17,8 @@ from gateway.config import redact
 from gateway.observability.log_filters import configure_logging
 from gateway.security.basic import UsersFileError
 from gateway.server import serve
+from gateway.workers.identity import WorkerIdentity
+from gateway.workers.supervisor import Supervisor
 
 from . import dev, users
 
@@ -65,8 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         redact(cfg.session_store_url),
         redact(cfg.schema_registry_url) or "none",
     )
+    worker = WorkerIdentity.from_env()
+    if worker is None and cfg.worker_count > 1:
+        # The parent: binds the listener and keeps the workers running (gateway/workers).
+        return Supervisor(cfg, sys.argv[1:] if argv is None else argv, cfg.worker_count).run()
     try:
-        asyncio.run(serve(cfg))
+        asyncio.run(serve(cfg, worker))
     except (UsersFileError, configmod.ConfigError) as exc:  # ConfigError: e.g. the rules file
         print(f"event-gateway: invalid configuration: {exc}", file=sys.stderr)
         return 2

@@ -28,6 +28,8 @@ from prometheus_client.registry import Collector
 
 from sessions.router import InstanceRouter
 
+from ..forwarding import FORWARDER
+from ..workers.metrics_merge import LOCAL_SCRAPE, merge, scrape_siblings
 from .traffic import Traffic
 
 log = logging.getLogger(__name__)
@@ -244,4 +246,11 @@ METRICS_KEY = web.AppKey("metrics", Metrics)
 async def metrics_handler(request: web.Request) -> web.Response:
     metrics = request.app[METRICS_KEY]
     await metrics.refresh_census()
-    return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    body = metrics.exposition()
+    worker = request.app[FORWARDER].worker
+    if worker is not None and LOCAL_SCRAPE not in request.headers:
+        # One replica, one scrape: the siblings' samples too, each labelled by worker.
+        texts = await scrape_siblings(worker)
+        texts[worker.index] = body.decode()
+        body = merge(texts).encode()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

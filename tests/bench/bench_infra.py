@@ -59,6 +59,29 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (children, their children...), from
+    ``/proc/<pid>/task/*/children`` (no psutil): a gateway started with ``workers=N`` is a
+    parent whose worker processes do the serving, so its CPU is the sum over all of them."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*/children"):
+            try:
+                kids = [int(k) for k in task.read_text().split()]
+            except (OSError, ValueError):
+                continue
+            out += kids
+            todo += kids
+    return sorted(set(out))
+
+
+def process_tree(name: str, pid: int) -> dict[str, int]:
+    """``{name: pid, name_child1: ..., ...}``: a process and its descendants, for CpuMeter."""
+    return {name: pid, **{f"{name}_child{i}": c for i, c in enumerate(descendants(pid), 1)}}
+
+
 def machine_cpu_seconds() -> dict[str, float]:
     """Machine-wide CPU seconds since boot (all cores, /proc/stat), split by kind.
 

@@ -134,11 +134,13 @@ async def post_bodies(
     bodies: Sequence[bytes],
     content_type: str,
     concurrency: int,
+    samples: list[float] | None = None,
 ) -> dict[str, int]:
     """POST every body with ``concurrency`` requests in flight; count failed records.
 
     Every response is parsed and every record's ``error_code`` checked, so a gateway that
-    answered fast but wrote nothing could not pass for a fast one.
+    answered fast but wrote nothing could not pass for a fast one. With ``samples``, each
+    request's duration (send to response read) is appended to it.
     """
     headers = {"Content-Type": content_type, "Accept": V2}
     it = iter(bodies)
@@ -146,9 +148,12 @@ async def post_bodies(
 
     async def worker() -> None:
         for body in it:  # one shared iterator: each body is taken by exactly one worker
+            t0 = time.perf_counter()
             async with http.post(url, data=body, headers=headers) as resp:
                 raw = await resp.read()
                 status = resp.status
+            if samples is not None:
+                samples.append(time.perf_counter() - t0)
             counts["requests"] += 1
             if status != 200:
                 counts["http_errors"] += 1
@@ -211,11 +216,15 @@ async def read_records(
 async def read_all_via_gateway(
     http: aiohttp.ClientSession, url: str, path: str, n: int, params: dict[str, str]
 ) -> dict[str, Any]:
-    """Read until ``n`` records came back; every response is parsed (the client's real work)."""
+    """Read until ``n`` records came back; every response is parsed (the client's real work).
+    ``latency``: the duration of each read (request sent to response parsed)."""
     count = requests = 0
+    samples: list[float] = []
     last_progress = time.monotonic()
     while count < n:
+        t0 = time.perf_counter()
         got = len(await read_records(http, url, path, params))
+        samples.append(time.perf_counter() - t0)
         requests += 1
         count += got
         now = time.monotonic()
@@ -223,7 +232,7 @@ async def read_all_via_gateway(
             last_progress = now
         elif now - last_progress > STALL_S:
             raise RuntimeError(f"gateway read stalled at {count}/{n} records")
-    return {"records": count, "requests": requests}
+    return {"records": count, "requests": requests, "latency": latency_summary(samples)}
 
 
 # --- measurement shell ---------------------------------------------------------------------------
@@ -289,7 +298,11 @@ async def produce_throughput(
         )
 
         async def via_gateway() -> dict[str, Any]:
-            return await post_bodies(ctx.http, url, bodies, ctype, s.concurrency)
+            samples: list[float] = []
+            out: dict[str, Any] = await post_bodies(
+                ctx.http, url, bodies, ctype, s.concurrency, samples
+            )
+            return {**out, "latency": latency_summary(samples)}
 
         res = await measured(ctx, via_gateway, records=s.records, payload_bytes=payload)
         results.append({**base, "side": "gateway", **res})
@@ -306,6 +319,7 @@ async def produce_throughput(
             async def direct() -> dict[str, Any]:
                 it = iter(batches)
                 failed = 0
+                samples: list[float] = []  # per request-sized chunk, until acknowledged
 
                 partitions = sorted(producer.client.cluster.partitions_for_topic(topic) or {0})
 
@@ -314,6 +328,7 @@ async def produce_throughput(
                     # (create_batch / send_batch), each to one partition, one future each.
                     nonlocal failed
                     for part in it:
+                        t0 = time.perf_counter()
                         values = part if fmt == "binary" else [orjson.dumps(v) for v in part]
                         futs = []
                         batch = producer.create_batch()
@@ -334,10 +349,11 @@ async def produce_throughput(
                             )
                         )
                         done = await asyncio.gather(*futs, return_exceptions=True)
+                        samples.append(time.perf_counter() - t0)
                         failed += sum(len(values) for d in done if isinstance(d, BaseException))
 
                 await asyncio.gather(*(worker() for _ in range(s.concurrency)))
-                return {"records_failed": failed}
+                return {"records_failed": failed, "latency": latency_summary(samples)}
 
             res = await measured(ctx, direct, records=s.records, payload_bytes=payload)
         finally:
@@ -499,9 +515,12 @@ async def direct_consume(ctx: Ctx, topic: str, *, scenario: str, variant: str) -
 
         async def work() -> dict[str, Any]:
             count = calls = 0
+            samples: list[float] = []
             last_progress = time.monotonic()
             while count < n:
+                t0 = time.perf_counter()
                 batches = await consumer.getmany(timeout_ms=1000)
+                samples.append(time.perf_counter() - t0)
                 calls += 1
                 got = sum(len(b) for b in batches.values())
                 count += got
@@ -509,7 +528,11 @@ async def direct_consume(ctx: Ctx, topic: str, *, scenario: str, variant: str) -
                     last_progress = time.monotonic()
                 elif time.monotonic() - last_progress > STALL_S:
                     raise RuntimeError(f"direct read stalled at {count}/{n}")
-            return {"requests": calls, "records_per_response": round(count / calls, 1)}
+            return {
+                "requests": calls,
+                "records_per_response": round(count / calls, 1),
+                "latency": latency_summary(samples),
+            }
 
         res = await measured(ctx, work, records=n, payload_bytes=n * ctx.sizes.record_bytes)
     finally:

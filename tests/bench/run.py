@@ -4,9 +4,11 @@
     python3 -m tests.bench.run --quick    # 10x smaller, a smoke run
     python3 -m tests.bench.run --profile produce   # gateway under pyinstrument, one scenario
     python3 -m tests.bench.run --profile latency --profiler cprofile   # CPU self time
+    python3 -m tests.bench.run --only mixed [--quick]   # 8 producers + 50 consumers via HAProxy
+    python3 -m tests.bench.run --only workers --repeat 3   # one gateway, workers=1 vs workers=2
 
 Kafka: ``KAFKA_BOOTSTRAP_SERVERS`` if set, else a private broker from tests/harness/kafka.py.
-Redis (forwarding scenario only): ``REDIS_URL`` if set, else a private redis-server if one is
+Redis (scenarios forwarding, mixed and workers): ``REDIS_URL`` if set, else a private redis-server if one is
 on PATH, else that scenario is skipped and the report says so. The gateway always runs as a
 separate process. Results go to stdout as markdown tables and to a JSON file (``--out``).
 
@@ -36,14 +38,15 @@ import aiohttp
 import orjson
 from aiokafka.admin import AIOKafkaAdminClient
 
-from tests.bench import bench_idle
+from tests.bench import bench_idle, bench_mixed, bench_workers
 from tests.bench import bench_scenarios as sc
 from tests.bench.bench_infra import REPO, GatewayProcess, loadavg, new_workdir
 from tests.harness.kafka import KafkaServer, ensure_jars
 from tests.harness.redis import RedisServer
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ALL = ("produce", "latency", "consume", "json", "memory", "forwarding", "idle")
+ALL = ("produce", "latency", "consume", "json", "memory", "forwarding", "idle", "mixed", "workers")
+NEEDS_REDIS = ("forwarding", "mixed", "workers")
 PROFILABLE = ("produce", "json", "latency", "consume", "forwarding")
 
 
@@ -95,6 +98,20 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="gateway setting for scenario idle's gateway (repeatable), "
         "e.g. consumer.heartbeat.interval.ms=10000",
+    )
+    p.add_argument(
+        "--mixed-seconds",
+        type=float,
+        default=0,
+        help="duration of scenario mixed's measurement window (default: 30 s, 10 s with --quick)",
+    )
+    p.add_argument(
+        "--mixed-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="gateway setting for scenario mixed's replicas (repeatable; default workers=1 "
+        "where the gateway knows the setting), e.g. workers=2",
     )
     args = p.parse_args(argv)
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -337,6 +354,9 @@ async def _forwarding(
         "bootstrap.servers": servers.bootstrap,
         "session.store.url": servers.redis_url,
         "cluster.secret": "x",
+        # With a Redis store the gateway's default (workers=auto) starts one worker process
+        # per CPU; this scenario measures single-process replicas, whose pid is the one metered.
+        **bench_mixed.workers_prop(),
     }
     replicas = [
         GatewayProcess(f"replica-{c}", props, workdir, profile_to=profile_to if c == "b" else None)
@@ -417,10 +437,19 @@ async def bench(args: argparse.Namespace, servers: Servers, workdir: Path) -> di
 
     def show(rs: list[sc.Result]) -> None:
         for r in rs:
-            perf = (
-                f"p50 {r['latency']['p50_ms']} ms p99 {r['latency']['p99_ms']} ms"
-                if "latency" in r
-                else f"{r['records_per_s']:,.0f} rec/s {r['mb_per_s']} MB/s"
+            perf = " ".join(
+                [
+                    *(
+                        [f"{r['records_per_s']:,.0f} rec/s {r['mb_per_s']} MB/s"]
+                        if "mb_per_s" in r
+                        else []
+                    ),
+                    *(
+                        [f"p50 {r['latency']['p50_ms']} ms p99 {r['latency']['p99_ms']} ms"]
+                        if "latency" in r
+                        else []
+                    ),
+                ]
             )
             print(f"  {r['scenario']:<22} {r['variant']:<30} {r['side']:<9} {perf}  cpu {r['cpu']}")
         results.extend(rs)
@@ -537,6 +566,47 @@ async def bench(args: argparse.Namespace, servers: Servers, workdir: Path) -> di
                 "direct": await bench_idle.direct_idle(servers.bootstrap, count, idle_s),
             }
             print(f"  idle: {orjson.dumps(out['idle']).decode()}")
+        if "mixed" in only and not args.profile:
+            seconds = args.mixed_seconds or (10.0 if args.quick else 30.0)
+            print(
+                f"[bench] 8. mixed: {bench_mixed.PRODUCERS} producers + {bench_mixed.CONSUMERS} "
+                f"consumers in one group, {bench_mixed.REPLICAS} replicas behind HAProxy, "
+                f"{seconds:.0f} s per side"
+            )
+            if servers.redis_url is None:
+                out["mixed"] = {"skipped": servers.redis_note}
+                print(f"  {servers.redis_note}")
+            else:
+                redis_pid = (
+                    servers.redis.process.pid
+                    if servers.redis is not None and servers.redis.process is not None
+                    else None
+                )
+                results.extend(
+                    await bench_mixed.mixed(
+                        ctx,
+                        redis_url=servers.redis_url,
+                        redis_pid=redis_pid,
+                        duration_s=seconds,
+                        repeat=args.repeat,
+                        props=dict(kv.split("=", 1) for kv in args.mixed_set),
+                    )
+                )
+        if "workers" in only and not args.profile:
+            print("[bench] 9. produce with workers=1 and workers=2 (one gateway, Redis store)")
+            if servers.redis_url is None:
+                out["workers"] = {"skipped": servers.redis_note}
+                print(f"  {servers.redis_note}")
+            else:
+                try:
+                    show(
+                        await bench_workers.workers(
+                            ctx, servers.bootstrap, servers.redis_url, workdir, repeat=args.repeat
+                        )
+                    )
+                except bench_workers.WorkersUnavailable as exc:
+                    out["workers"] = {"failed": str(exc)}
+                    print(f"  ! {exc}", file=sys.stderr)
     finally:
         await http.close()
         if ctx.created_topics:
@@ -651,8 +721,10 @@ def tables(out: dict[str, Any]) -> str:
         "",
         "| scenario | gateway | direct aiokafka | gateway / direct | range over repeats "
         "| CPU cores, gateway run (gateway / driver / broker / other) "
-        "| CPU cores, direct run (driver / broker / other) |",
-        "|---|---:|---:|---:|---:|---|---|",
+        "| CPU cores, direct run (driver / broker / other) "
+        "| latency p50 / p99 ms, gateway | latency p50 / p99 ms, direct "
+        "| CPU µs/record, gateway / direct |",
+        "|---|---:|---:|---:|---:|---|---|---:|---:|---:|",
     ]
     gw_keys = ("gateway", "driver", "broker", "foreign")
     d_keys = ("driver", "broker", "foreign")
@@ -668,7 +740,7 @@ def tables(out: dict[str, Any]) -> str:
                 f"| produce {fmt}, {v} | {_tp(g)} | {_tp(d)} | "
                 f"{_ratio(g and g['records_per_s'], d and d['records_per_s'])} | "
                 f"{_ratio_range(res, (f'produce-{fmt}', v, 'gateway'), (f'produce-{fmt}', v, 'direct'), 'records_per_s')} | "
-                f"{_cpu(g, *gw_keys)} | {_cpu(d, *d_keys)} |"
+                f"{_cpu(g, *gw_keys)} | {_cpu(d, *d_keys)} |{_extra(g, d)}"
             )
     lat, lv = "produce-latency", "1 record/request, sequential"
     for p in ("p50", "p99"):
@@ -682,7 +754,7 @@ def tables(out: dict[str, Any]) -> str:
             f"| produce latency {p}, 1 record, sequential | {gv if gv else '-'} ms | "
             f"{dv if dv else '-'} ms | {_ratio(gv, dv)} | "
             f"{_ratio_range(res, (lat, lv, 'gateway'), (lat, lv, 'direct'), f'{p}_ms')} | "
-            f"{_cpu(g, *gw_keys)} | {_cpu(d, *d_keys)} |"
+            f"{_cpu(g, *gw_keys)} | {_cpu(d, *d_keys)} |{_extra(g, d)}"
         )
     d = _find(res, "consume", "getmany", "direct")
     for v, label in (("min1", "fetch.min.bytes=1"), ("min1MB", "fetch.min.bytes=1MB")):
@@ -694,9 +766,12 @@ def tables(out: dict[str, Any]) -> str:
             f"{_per_response(d)} rec/getmany) | {_tp(g)} | {_tp(d)} | "
             f"{_ratio(g['records_per_s'], d and d['records_per_s'])} | "
             f"{_ratio_range(res, ('consume', v, 'gateway'), ('consume', 'getmany', 'direct'), 'records_per_s')} | "
-            f"{_cpu(g, *gw_keys)} | {_cpu(d, *d_keys)} |"
+            f"{_cpu(g, *gw_keys)} | {_cpu(d, *d_keys)} |{_extra(g, d)}"
         )
-    lines += ["", *_cpu_per_record_table(res), ""]
+    if len(lines) == 4:  # none of scenarios 1-4 ran
+        lines = [*lines[:1], ""]
+    else:
+        lines += ["", *_cpu_per_record_table(res), ""]
     mem = out.get("memory", {})
     if "idle_instances" in mem:
         dp = mem.get("direct_produce_process", {})
@@ -732,26 +807,215 @@ def tables(out: dict[str, Any]) -> str:
         lo = _find(res, "forward-read-latency", "max_bytes=1, alternating", "owner", "p50_ms")
         lf = _find(res, "forward-read-latency", "max_bytes=1, alternating", "forwarded", "p50_ms")
         fk = ("gateway_a", "gateway_b", "driver", "broker", "foreign")
+        dc = _find(res, "consume", "getmany", "direct")
         lines += [
             "| forwarding (3 replicas + Redis; instance on A) | via A (owner) | via B (one hop) "
-            "| B / A | CPU cores (A / B / driver / broker / other) |",
-            "|---|---:|---:|---:|---|",
+            "| B / A | CPU cores (A / B / driver / broker / other) "
+            "| read p50 / p99 ms, A; B | gateway CPU µs/record (A+B), A; B "
+            "| A / direct; B / direct (direct: consume scenario, same run) |",
+            "|---|---:|---:|---:|---|---:|---:|---:|",
             f"| consume binary, fetch.min.bytes=1 | {_tp(o)} | {_tp(f)} | "
             f"{_ratio(f and f['records_per_s'], o and o['records_per_s'])} "
             f"({_ratio_range(res, ('forward-consume', 'min1', 'forwarded'), ('forward-consume', 'min1', 'owner'), 'records_per_s')}) | "
-            f"{_cpu(o, *fk)} vs {_cpu(f, *fk)} |",
+            f"{_cpu(o, *fk)} vs {_cpu(f, *fk)} | {_lat(o)}; {_lat(f)} | "
+            f"{_us(o, 'gateway_a', 'gateway_b')}; {_us(f, 'gateway_a', 'gateway_b')} | "
+            f"{_ratio(o and o['records_per_s'], dc and dc['records_per_s'])}; "
+            f"{_ratio(f and f['records_per_s'], dc and dc['records_per_s'])} |",
         ]
         for p in ("p50", "p99"):
             ov = lo and lo["latency"][f"{p}_ms"]
             fv = lf and lf["latency"][f"{p}_ms"]
             lines.append(
                 f"| single-record read latency {p} | {ov} ms | {fv} ms | {_ratio(fv, ov)} | "
-                f"{_cpu(lo, *fk)} |"
+                f"{_cpu(lo, *fk)} | - | - | - |"
             )
         lines.append("")
     elif out.get("forwarding"):
         lines.append(f"Forwarding: {out['forwarding']}\n")
+    lines += _mixed_table(out)
+    lines += _workers_table(out)
     return "\n".join(lines)
+
+
+def _lat(r: sc.Result | None, key: str = "latency") -> str:
+    """``p50 / p99`` ms of a result's latency summary (per request, or per read)."""
+    if r is None or key not in r or not r[key].get("n"):
+        return "-"
+    return f"{r[key]['p50_ms']:.2f} / {r[key]['p99_ms']:.2f}"
+
+
+def _us(r: sc.Result | None, *procs: str, records: int | None = None) -> str:
+    """CPU µs per record of ``procs`` (summed) in one run."""
+    if r is None or "seconds" not in r:
+        return "-"
+    n = records if records is not None else r.get("records")
+    if not n:
+        return "-"
+    cores = sum(r["cpu"].get(f"{p}_cores", 0.0) for p in procs)
+    return f"{cores * r['seconds'] / n * 1e6:.1f}"
+
+
+def _extra(g: sc.Result | None, d: sc.Result | None) -> str:
+    """The latency and CPU-per-record cells every scenario row of the main table carries."""
+    return f" {_lat(g)} | {_lat(d)} | {_us(g, 'gateway')} / {_us(d, 'driver')} |"
+
+
+def _group_cores(r: dict[str, Any], prefix: str) -> float:
+    """Summed cores of every process whose name starts with ``prefix`` (a result or a CPU
+    reading)."""
+    cpu = r.get("cpu", r)
+    return sum(v for k, v in cpu.items() if k.startswith(prefix) and k.endswith("_cores"))
+
+
+def _mixed_table(out: dict[str, Any]) -> list[str]:
+    res: list[sc.Result] = out["results"]
+    if out.get("mixed"):
+        return [f"Mixed: {out['mixed']}", ""]
+    runs = [r for r in res if r["scenario"] == "mixed"]
+    if not runs:
+        return []
+    g = _find(res, "mixed", runs[0]["variant"], "gateway")
+    d = _find(res, "mixed", runs[0]["variant"], "direct")
+
+    def both(fn: Any) -> tuple[str, str]:
+        return (fn(g) if g else "-", fn(d) if d else "-")
+
+    def row(label: str, gv: str, dv: str, ratio: str = "-") -> str:
+        return f"| {label} | {gv} | {dv} | {ratio} |"
+
+    def num(key: str) -> Any:
+        return lambda r: f"{r[key]:,.0f}"
+
+    def moved(r: sc.Result) -> int:
+        return int(r["records"] + r["consumed"])
+
+    gw_us = _group_cores(g, "replica") * g["seconds"] / max(moved(g), 1) * 1e6 if g else None
+    d_us = d["cpu"].get("driver_cores", 0) * d["seconds"] / max(moved(d), 1) * 1e6 if d else None
+    lines = [
+        f"| mixed: {runs[0]['variant']}, {g and g['seconds']:.0f} s window, "
+        f"3 replicas ({g and g.get('gateway_processes')} gateway processes"
+        f"{', ' + _errors(runs[0].get('replica_props', {})) if runs[0].get('replica_props') else ''}) "
+        "+ HAProxy + Redis (gateway) vs aiokafka in the driver (direct) "
+        "| gateway | direct aiokafka | gateway / direct |",
+        "|---|---:|---:|---:|",
+        row(
+            "produce records/s (MB/s)",
+            *both(lambda r: f"{r['records_per_s']:,.0f} ({r['mb_per_s']:.2f} MB/s)"),
+            _ratio(g and g["records_per_s"], d and d["records_per_s"])
+            + _range_note(res, "mixed", runs[0]["variant"], "gateway", "direct"),
+        ),
+        row(
+            "consume records/s (MB/s)",
+            *both(
+                lambda r: f"{r['consume_records_per_s']:,.0f} ({r['consume_mb_per_s']:.2f} MB/s)"
+            ),
+            _ratio(g and g["consume_records_per_s"], d and d["consume_records_per_s"])
+            + _range_note(
+                res, "mixed", runs[0]["variant"], "gateway", "direct", "consume_records_per_s"
+            ),
+        ),
+    ]
+    for label, key in (
+        ("produce request (100 records) p50 / p99 ms", "latency"),
+        ("read returning records p50 / p99 ms", "read_latency"),
+        ("record age when read (end to end) p50 / p99 ms", "e2e_latency"),
+        ("commit p50 / p99 ms", "commit_latency"),
+    ):
+        lines.append(
+            row(
+                label,
+                *both(lambda r, k=key: _lat(r, k)),
+                _ratio(g and g[key]["p50_ms"], d and d[key]["p50_ms"]) + " (p50)",
+            )
+        )
+    lines += [
+        row(
+            "reads (empty) / commits",
+            *both(lambda r: f"{r['reads']:,} ({r['empty_reads']:,}) / {r['commits']:,}"),
+        ),
+        row("errors by status", *both(lambda r: _errors(r["errors"]))),
+        row(
+            "CPU µs per record moved (produced + consumed): gateway replicas / direct driver",
+            "-" if gw_us is None else f"{gw_us:.1f}",
+            "-" if d_us is None else f"{d_us:.1f}",
+            _ratio(gw_us, d_us),
+        ),
+        row(
+            "CPU µs per record moved, driver (HTTP clients) and HAProxy",
+            f"{_us(g, 'driver', records=moved(g))} + {_us(g, 'haproxy', records=moved(g))}"
+            if g
+            else "-",
+            "-",
+        ),
+        row(
+            f"CPU cores, {bench_mixed.IDLE_S:.0f} s before the window, all consumers polling "
+            "an empty topic: replicas (gateway) / driver (direct)",
+            f"{_group_cores(g['cpu_idle_polling'], 'replica'):.2f}" if g else "-",
+            f"{d['cpu_idle_polling'].get('driver_cores', 0):.2f}" if d else "-",
+        ),
+        row(
+            "CPU cores: replicas / HAProxy / Redis / driver / broker / other",
+            f"{_group_cores(g, 'replica'):.2f} / {_cpu(g, 'haproxy', 'redis', 'driver', 'broker', 'foreign')}"
+            if g
+            else "-",
+            f"- / - / - / {_cpu(d, 'driver', 'broker', 'foreign')}" if d else "-",
+        ),
+        "",
+    ]
+    return lines
+
+
+def _range_note(
+    res: list[sc.Result], scenario: str, variant: str, a: str, b: str, metric: str = "records_per_s"
+) -> str:
+    """`` (range x-y)`` of a/b over the repeats, or nothing with one repeat."""
+    spread = _ratio_range(res, (scenario, variant, a), (scenario, variant, b), metric)
+    return "" if spread == "-" else f" (range {spread})"
+
+
+def _errors(errors: dict[str, int]) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in sorted(errors.items())) or "none"
+
+
+def _workers_table(out: dict[str, Any]) -> list[str]:
+    if out.get("workers"):
+        return [f"Workers: {out['workers']}", ""]
+    res: list[sc.Result] = out["results"]
+    runs = [r for r in res if r["scenario"] == "workers"]
+    if not runs:
+        return []
+    v = runs[0]["variant"]
+    d = _find(res, "workers", v, "direct")
+    w1 = _find(res, "workers", v, "workers=1")
+    lines = [
+        f"| produce {v}, one gateway (Redis store) | rec/s (MB/s) | vs workers=1 | vs direct "
+        "| p50 / p99 ms | gateway CPU µs/record (all processes) | gateway processes "
+        "| CPU cores: gateway / driver / broker / other |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for side in ("workers=1", "workers=2", "direct"):
+        r = _find(res, "workers", v, side)
+        if r is None:
+            continue
+        gw = bench_workers.gateway_cores(r)
+        us = "-" if side == "direct" else f"{gw * r['seconds'] / r['records'] * 1e6:.1f}"
+        cores = (
+            _cpu(r, "driver", "broker", "foreign")
+            if side == "direct"
+            else f"{gw:.2f} / {_cpu(r, 'driver', 'broker', 'foreign')}"
+        )
+        lines.append(
+            f"| {side} | {_tp(r)} | "
+            f"{'-' if side == 'direct' else _ratio(r['records_per_s'], w1 and w1['records_per_s'])}"
+            f"{_range_note(res, 'workers', v, side, 'workers=1') if side == 'workers=2' else ''} | "
+            f"{_ratio(r['records_per_s'], d and d['records_per_s'])} | {_lat(r)} | {us} | "
+            f"{r.get('gateway_processes', '-')} | {cores} |"
+        )
+    if d is not None:
+        lines[-1] = lines[-1].replace(
+            f"| {_lat(d)} | - |", f"| {_lat(d)} | - (driver: {_us(d, 'driver')}) |"
+        )
+    return [*lines, ""]
 
 
 def _cpu_per_record_table(res: list[sc.Result]) -> list[str]:
@@ -838,7 +1102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = True
     try:
         servers.start_kafka()
-        if ("forwarding" in args.only and not args.profile) or args.profile == "forwarding":
+        needs_redis = any(s in args.only for s in NEEDS_REDIS) and not args.profile
+        if needs_redis or args.profile == "forwarding":
             servers.start_redis()
         out = asyncio.run(bench(args, servers, workdir))
         failed = False
@@ -874,6 +1139,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(report)
     print(f"[bench] {out['uptime_after']}")
     print(f"[bench] results written to {args.out}")
+    if isinstance(out.get("workers"), dict) and "failed" in out["workers"]:
+        print(f"[bench] scenario workers FAILED: {out['workers']['failed']}", file=sys.stderr)
+        return 1
     return 0
 
 

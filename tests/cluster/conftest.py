@@ -39,9 +39,28 @@ def pytest_runtest_makereport(
     return report
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "both_worker_modes: run the test with workers=1 and again with workers=2 (replicas of"
+        " two worker processes each, see gateway/workers)",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker("both_worker_modes"):
+        metafunc.parametrize("cluster_workers", [1, 2], ids=["1worker", "2workers"])
+
+
+@pytest.fixture
+def cluster_workers() -> int:
+    """Worker processes per replica in clusters made by :func:`make_cluster`."""
+    return 1
+
+
 @pytest.fixture
 async def make_cluster(
-    request: pytest.FixtureRequest, kafka_bootstrap: str, redis_url: str
+    request: pytest.FixtureRequest, kafka_bootstrap: str, redis_url: str, cluster_workers: int
 ) -> AsyncIterator[MakeClusterFn]:
     """``cluster = await make_cluster(n=3, props={...})``: started and ready, LB included.
 
@@ -56,7 +75,7 @@ async def make_cluster(
             n,
             bootstrap_servers=kafka_bootstrap,
             redis_url=redis_url,
-            props={**DEFAULT_PROPS, **(props or {})},
+            props={**DEFAULT_PROPS, "workers": str(cluster_workers), **(props or {})},
         )
         clusters.append(cluster)  # before start(): a failed start still gets cleaned up
         await cluster.start()

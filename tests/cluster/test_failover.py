@@ -124,6 +124,7 @@ async def run_with_event(
     assert after_event and after_event[0] < tally.produced, after_event
 
 
+@pytest.mark.both_worker_modes
 async def test_crash_of_owner_loses_nothing(make_cluster, kafka_bootstrap, new_topic):
     cluster = await make_cluster(n=3, props=FAST)
     topic = await new_topic(partitions=4)
@@ -143,6 +144,7 @@ async def test_crash_of_owner_loses_nothing(make_cluster, kafka_bootstrap, new_t
     assert tally.recovery_s is not None  # it really failed over, and came back
 
 
+@pytest.mark.both_worker_modes
 async def test_drain_of_owner_loses_nothing_and_duplicates_nothing(
     make_cluster, kafka_bootstrap, new_topic
 ):
@@ -165,6 +167,7 @@ async def test_drain_of_owner_loses_nothing_and_duplicates_nothing(
     assert tally.statuses.get(404, 0) == 0
 
 
+@pytest.mark.both_worker_modes
 async def test_rolling_restart_of_all_replicas(make_cluster, kafka_bootstrap, new_topic):
     cluster = await make_cluster(n=3, props=FAST)
     topic = await new_topic(partitions=4)
@@ -186,6 +189,7 @@ async def test_rolling_restart_of_all_replicas(make_cluster, kafka_bootstrap, ne
     assert tally.statuses.get(404, 0) == 0
 
 
+@pytest.mark.both_worker_modes
 async def test_paused_owner_is_fenced_when_it_resumes(make_cluster, kafka_bootstrap, new_topic):
     cluster = await make_cluster(n=3, props=FAST)
     topic = await new_topic(partitions=2)

@@ -55,6 +55,7 @@ def offsets_of(records: list[int]) -> list[int]:
     return records
 
 
+@pytest.mark.both_worker_modes
 @pytest.mark.parametrize("direction", ["back", "forward"])
 async def test_seek_then_drain_resumes_at_the_seek_target(
     make_cluster, kafka_bootstrap, new_topic, direction
@@ -137,6 +138,7 @@ async def _hang_up_mid_poll(
     await asyncio.sleep(4.5)  # the owner's 4 s poll ends and writes to nobody
 
 
+@pytest.mark.both_worker_modes
 @pytest.mark.parametrize("via", ["owner", "load balancer", "forwarding replica"])
 async def test_client_gone_mid_poll_loses_nothing(make_cluster, kafka_bootstrap, new_topic, via):
     topic = await new_topic(partitions=1)
@@ -265,6 +267,7 @@ async def test_replica_cut_off_from_redis_stops_serving_before_anyone_adopts(
     assert cut_at < min(fences) < min(adoptions), (fences, adoptions, cut_at)
 
 
+@pytest.mark.both_worker_modes
 async def test_replica_restarted_in_place_takes_its_instances_at_once(
     make_cluster, kafka_bootstrap, new_topic
 ):

@@ -73,6 +73,7 @@ async def assigned(api: V2, group: str, name: str) -> set[int]:
 # --- the whole lifecycle, every request on another replica -------------------------------------
 
 
+@pytest.mark.both_worker_modes
 @pytest.mark.parametrize("route", ["each-replica-in-turn", "haproxy"])
 async def test_consumer_lifecycle_across_replicas(
     route: str,
@@ -201,6 +202,7 @@ async def test_same_name_in_one_group_on_two_replicas_conflicts(
 # --- many groups at once through the load balancer -------------------------------------------
 
 
+@pytest.mark.both_worker_modes
 async def test_four_groups_of_three_each_receive_every_record_exactly_once(
     make_cluster: MakeClusterFn,
     new_topic: NewTopicFn,
@@ -270,6 +272,7 @@ async def test_four_groups_of_three_each_receive_every_record_exactly_once(
 # --- a long-poll across a forwarding hop ------------------------------------------------------
 
 
+@pytest.mark.both_worker_modes
 async def test_long_poll_via_a_non_owner_returns_when_a_record_arrives(
     make_cluster: MakeClusterFn,
     new_topic: NewTopicFn,

@@ -152,6 +152,9 @@ class GatewayCluster:
             "session.store.url": self.redis_url,
             "cluster.secret": self.secret,
             "advertised.listeners": self.lb_url,
+            # One process per replica unless a test asks for workers: "auto" would make the
+            # suite's behaviour depend on the machine's core count.
+            "workers": "1",
             **self.extra_props,
         }
 
@@ -247,13 +250,25 @@ class GatewayCluster:
         r = self.replicas[i]
         assert r.running, f"replica {i} is not running"
         if r.process is not None and r.process.poll() is None:
+            # With workers, the replica is its parent and every worker: all of it hangs.
+            for pid in process.descendants(r.process.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP)
             process.freeze(r.process)
         r.paused = True
+
+    def worker_pids(self, i: int) -> list[int]:
+        """The worker processes of replica ``i`` (empty when it runs as one process)."""
+        r = self.replicas[i]
+        return process.children(r.process.pid) if r.process is not None else []
 
     def resume(self, i: int) -> None:
         r = self.replicas[i]
         assert r.process is not None, f"replica {i} is not running"
         _signal(r.process, signal.SIGCONT)
+        for pid in process.descendants(r.process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
         r.paused = False
 
     async def restart(self, i: int, timeout: float | None = None) -> None:  # noqa: ASYNC109

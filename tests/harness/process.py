@@ -101,3 +101,22 @@ def _all_threads_stopped(pid: int) -> bool:
         if stat[stat.rindex(")") + 2] not in "Tt":
             return False
     return True
+
+
+def children(pid: int) -> list[int]:
+    """The direct children of ``pid`` (Linux; empty elsewhere or when it is gone)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            found += [int(c) for c in task.read_text().split()]
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    out: list[int] = []
+    todo = children(pid)
+    while todo:
+        child = todo.pop()
+        out.append(child)
+        todo += children(child)
+    return out

@@ -136,9 +136,11 @@ class FlakyDirectory(MemoryDirectory):
         await self._check("touch")
         await super().touch(keys, ttl_ms)
 
-    async def renew_lease(self, node_id: str, url: str, ttl_ms: int) -> bool:
+    async def renew_lease(
+        self, node_id: str, url: str, ttl_ms: int, *, slot: str | None = None
+    ) -> bool:
         await self._check("renew_lease")
-        return await super().renew_lease(node_id, url, ttl_ms)
+        return await super().renew_lease(node_id, url, ttl_ms, slot=slot)
 
 
 @pytest.fixture
