@@ -26,9 +26,19 @@ import asyncio
 import collections
 import contextlib
 import functools
+import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from bisect import bisect_left, bisect_right
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,8 +67,8 @@ from .kafka_internals import SubscriptionType
 
 log = logging.getLogger(__name__)
 
-# Records pulled from aiokafka per partial read. A read moves records into its response
-# one at a time (for max_bytes), so this only bounds how much sits in the instance buffer.
+# Records pulled from aiokafka per partial read: this bounds how much sits in the instance
+# buffer (and how much a batch decoder decodes ahead of a small max_bytes read).
 FETCH_BATCH = 1000
 # How long a seek on a subscribed instance waits for the group to assign partitions.
 ASSIGNMENT_WAIT_S = 5.0
@@ -77,11 +87,46 @@ IDLE_PAUSE_S = 2.0
 # five a second per instance was most of what idle instances still cost; every event that
 # matters (resume, seek, rebalance) wakes the loop at once anyway.
 IDLE_FETCHER_TIMEOUT_S = 10.0
+# After a read of a batch-decodable format, records aiokafka already fetched are moved into
+# an empty instance buffer and decoded while the client is busy with the response (see
+# _prefill), up to about this many records or key + value bytes: roughly one fetch of a few
+# partitions, so an active instance holds about one fetch ahead, decoded, and no more.
+# Decoded elements take about 5x the raw bytes, so 1 MiB here is about 5 MB per instance
+# that a client is actively reading (idle instances hold none).
+PREFILL_MAX_RECORDS = 10_000
+PREFILL_MAX_BYTES = 1024 * 1024
 
 
 class DecodeError(Exception):
     """A record's bytes cannot be turned into the instance's format (it never will be: the
     read answers 408 40801 and steps past it; see :meth:`ConsumerInstance.read`)."""
+
+
+# A read's decoder: one record -> (response element, size for max_bytes). It may carry an
+# async ``prepare`` and a ``batch`` (see ConsumerInstance.read).
+Decode = Callable[[ConsumerRecord], tuple[Any, int]]
+BatchDecode = Callable[[Sequence[ConsumerRecord]], tuple[list[Any], list[int]]]
+
+
+class _Chunk:
+    """Buffered records of one partition from one fetch, in offset order.
+
+    The read loop works on these rather than on single records, so a batch decoder sees a
+    partition's records as one list. What a batch decoder made of them is kept here too: a
+    read that stops early (``max_bytes``) leaves the rest decoded for the next read instead of
+    decoding it again. ``elements``/``sizes`` cover ``records[base:base + len(elements)]``.
+    """
+
+    __slots__ = ("base", "decoded_by", "elements", "pos", "records", "sizes", "tp")
+
+    def __init__(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+        self.tp = tp
+        self.records = records
+        self.pos = 0  # the next record to hand out
+        self.decoded_by: BatchDecode | None = None
+        self.base = 0
+        self.elements: list[Any] = []
+        self.sizes: list[int] = []
 
 
 @dataclass(frozen=True)
@@ -218,7 +263,7 @@ class ConsumerInstance:
         self._was_subscribed = False
         self._listener = _Listener(self)
         self._lock = asyncio.Lock()
-        self._buffer: collections.deque[ConsumerRecord] = collections.deque()
+        self._buffer: collections.deque[_Chunk] = collections.deque()
         # The next offset the client is to see, per partition (see the module docstring).
         self._positions: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
@@ -239,6 +284,7 @@ class ConsumerInstance:
         self._idle = False
         self._idle_timer: asyncio.TimerHandle | None = None
         self._fetcher_timeout: float | None = None  # aiokafka's own, restored on wake
+        self._prefill_task: asyncio.Task[None] | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -263,6 +309,10 @@ class ConsumerInstance:
         """
         if self._auto_commit_task is not None:
             self._auto_commit_task.cancel()
+        if self._prefill_task is not None:
+            # Records it took from aiokafka are lost with it, which is harmless only here:
+            # they were never delivered, and the instance is closing (positions stay exact).
+            self._prefill_task.cancel()
         try:
             async with asyncio.timeout(wait_s):
                 await self._lock.acquire()
@@ -339,9 +389,7 @@ class ConsumerInstance:
     def _unsubscribe(self) -> None:
         self._consumer.unsubscribe()
         self._sub_state = {}
-        self._forget(
-            set(self._positions) | {TopicPartition(r.topic, r.partition) for r in self._buffer}
-        )
+        self._forget(set(self._positions) | {chunk.tp for chunk in self._buffer})
 
     def subscription(self) -> list[str]:
         self.touch()
@@ -656,9 +704,7 @@ class ConsumerInstance:
     # --- reads -----------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def read(
-        self, limits: ReadLimits, decode: Callable[[ConsumerRecord], tuple[Any, int]]
-    ) -> AsyncIterator[list[Any]]:
+    async def read(self, limits: ReadLimits, decode: Decode) -> AsyncIterator[list[Any]]:
         """Collect records for one response; the caller writes it inside the ``with`` block.
 
         The records count as delivered (positions, commits, drain) only when the block ends
@@ -678,6 +724,11 @@ class ConsumerInstance:
         those records is decoded. If it fails, no record is skipped: the error is the read's
         answer, or, once records were collected, the read returns them and the next read
         retries the batch.
+
+        ``decode`` may also carry ``batch(records)``: the same decoding for a list of one
+        partition's records at once, returning the elements and sizes of the prefix it could
+        decode. Per record, this loop then does nothing but list slicing; the per-record
+        ``decode`` is only called for the record a batch stopped at, to raise its error.
         """
         async with self._op():
             self._wake()
@@ -692,8 +743,65 @@ class ConsumerInstance:
                 for tp, (_, after) in taken.items():
                     if tp in assigned:  # a rebalance during the write revoked it: keep nothing
                         self._positions[tp] = after
+                if out:
+                    self._schedule_prefill(decode)
             finally:
                 self._arm_idle_timer()
+
+    # --- prefill ---------------------------------------------------------------------------
+
+    def _schedule_prefill(self, decode: Decode) -> None:
+        """Prepare the next read while this one's client reads and parses its response.
+
+        aiokafka fetches ahead, but turns the fetched bytes into records only when asked
+        (``getmany``), and that plus decoding is most of a read's CPU. A client polling in a
+        loop spends its own time between reads; doing both then leaves the next read only
+        the slicing and the write. Only what aiokafka already holds is taken (no wait on
+        Kafka), only for decoders that need nothing per read (``batch``, no ``prepare``), and
+        never while another operation runs or waits. Buffered records are what a read would
+        have taken anyway: seeks, rewinds and revocations drop them as they do today, and
+        positions and commits never look at them.
+        """
+        batch: BatchDecode | None = getattr(decode, "batch", None)
+        if batch is None or getattr(decode, "prepare", None) is not None or self.closed:
+            return
+        if self._prefill_task is None or self._prefill_task.done():
+            self._prefill_task = asyncio.create_task(self._prefill(batch))
+
+    async def _prefill(self, batch: BatchDecode) -> None:
+        await asyncio.sleep(0)  # the read that scheduled this releases the lock first
+        if self._lock.locked() or self._waiting:
+            return  # an operation is running or waiting: it does its own fetching
+        async with self._lock:
+            try:
+                await self._prefill_locked(batch)
+            except Exception as exc:  # the next read meets the same trouble and reports it
+                log.debug("%s/%s: prefill stopped: %s", *self.key, describe(exc))
+
+    async def _prefill_locked(self, batch: BatchDecode) -> None:
+        if self._buffer:
+            return  # the next read has records at hand already
+        records_in = bytes_in = 0
+        while records_in < PREFILL_MAX_RECORDS and bytes_in < PREFILL_MAX_BYTES:
+            if self.closed or self._idle or self._waiting or self._mode() is SubscriptionType.NONE:
+                return
+            if kafka_internals.fetcher_dead(self._consumer):
+                return  # the next read heals it
+            # No wait_for here: cancelling a getmany that already took records from aiokafka
+            # would lose them. With timeout 0 it returns at once (it can wait only while a
+            # group rebalance completes, as any read's getmany does).
+            fetched = await self._consumer.getmany(timeout_ms=0, max_records=FETCH_BATCH)
+            if not fetched:
+                return
+            for tp, records in fetched.items():
+                if records:
+                    chunk = _Chunk(tp, records)
+                    chunk.elements, chunk.sizes = batch(records)
+                    chunk.decoded_by = batch
+                    self._buffer.append(chunk)
+                    records_in += len(records)
+                    bytes_in += sum(chunk.sizes)
+            await asyncio.sleep(0)  # let a read that just arrived queue up (and stop this)
 
     # --- idle pause ------------------------------------------------------------------------
 
@@ -764,7 +872,7 @@ class ConsumerInstance:
             )
 
     async def _collect(
-        self, limits: ReadLimits, decode: Callable[[ConsumerRecord], tuple[Any, int]]
+        self, limits: ReadLimits, decode: Decode
     ) -> tuple[list[Any], dict[TopicPartition, tuple[int, int]]]:
         """The response's elements, and per partition (first offset, offset after last).
 
@@ -783,17 +891,19 @@ class ConsumerInstance:
         self,
         taken: dict[TopicPartition, tuple[int, int]],
         limits: ReadLimits,
-        decode: Callable[[ConsumerRecord], tuple[Any, int]],
+        decode: Decode,
     ) -> tuple[list[Any], dict[TopicPartition, tuple[int, int]]]:
         prepare: Callable[[Iterable[ConsumerRecord]], Awaitable[None]] | None = getattr(
             decode, "prepare", None
         )
+        batch: BatchDecode | None = getattr(decode, "batch", None)
         self._require_subscription()
         await self._heal_fetcher()
         if prepare is not None and self._buffer:
-            await prepare(self._buffer)
+            await prepare(self._buffered_records())
         out: list[Any] = []
         size = 0
+        max_bytes = limits.max_bytes
         deadline = time.monotonic() + limits.wait_ms / 1000
         while True:
             if not self._buffer:
@@ -804,7 +914,7 @@ class ConsumerInstance:
                 # drained into this response (a non-blocking getmany), as Confluent drains
                 # its buffer: bigger responses, no extra wait.
                 enough = self._enough(out, size, limits)
-                batch = await self._kafka(
+                fetched = await self._kafka(
                     self._consumer.getmany(
                         timeout_ms=0 if enough else max(int(remaining * 1000), 0),
                         max_records=FETCH_BATCH,
@@ -812,42 +922,124 @@ class ConsumerInstance:
                     allow=remaining + self._kafka_timeout,
                 )
                 self.touch()
-                if enough and not batch:
+                if enough and not fetched:
                     break
-                for records in batch.values():
-                    self._buffer.extend(records)
+                for tp, records in fetched.items():
+                    if records:
+                        self._buffer.append(_Chunk(tp, records))
                 if prepare is not None and self._buffer:
                     try:
-                        await prepare(self._buffer)
+                        await prepare(self._buffered_records())
                     except Exception:  # e.g. the registry is down: nothing is skipped
                         if out:
                             break  # the records so far are returned; the next read retries
                         raise
                 continue
-            rec = self._buffer[0]
-            tp = TopicPartition(rec.topic, rec.partition)
+            chunk = self._buffer[0]
+            if batch is not None:
+                if chunk.decoded_by is not batch or chunk.pos > chunk.base + len(chunk.elements):
+                    chunk.base = chunk.pos
+                    chunk.elements, chunk.sizes = batch(chunk.records[chunk.pos :])
+                    chunk.decoded_by = batch
+                if chunk.pos < chunk.base + len(chunk.elements):
+                    size, full = self._take_decoded(chunk, out, size, max_bytes, taken)
+                    if full:
+                        break
+                    continue
+                # The batch stopped here: this record goes through the per-record decoder
+                # (its error is the poison record's answer), then the rest is batched again.
             try:
-                element, rsize = decode(rec)
-            except DecodeError as exc:
-                if out:
-                    break  # return what came before; the next read reports this one
-                self._buffer.popleft()
-                self._positions[tp] = rec.offset + 1
-                raise PoisonRecord(
-                    f"Error deserializing key/value for partition {rec.topic}-{rec.partition} "
-                    f"at offset {rec.offset}: {exc}. The record was skipped; the next read "
-                    "continues after it."
-                ) from exc
-            if out and size + rsize > limits.max_bytes:
-                break  # stays buffered for the next read
-            self._buffer.popleft()
-            out.append(element)
-            size += rsize
-            first = taken.get(tp)
-            taken[tp] = (rec.offset if first is None else first[0], rec.offset + 1)
-            if size >= limits.max_bytes:
+                size, full = self._take_one(chunk, out, size, max_bytes, taken, decode)
+            finally:
+                chunk.decoded_by = None
+            if full:
                 break
         return out, taken
+
+    def _take_decoded(
+        self,
+        chunk: _Chunk,
+        out: list[Any],
+        size: int,
+        max_bytes: int,
+        taken: dict[TopicPartition, tuple[int, int]],
+    ) -> tuple[int, bool]:
+        """Move the longest run of decoded elements that fits ``max_bytes`` into ``out``:
+        (the new size, whether the response is full)."""
+        i = chunk.pos - chunk.base
+        sizes = chunk.sizes
+        room = max_bytes - size
+        rest = sum(itertools.islice(sizes, i, None))
+        if rest < room:
+            n = len(sizes) - i
+            got = rest
+        else:
+            cumulative = list(itertools.accumulate(itertools.islice(sizes, i, None)))
+            # Records while the total stays within max_bytes, and none past the one that
+            # reaches it exactly (not even empty ones): what the one-at-a-time rule gives.
+            n = min(bisect_right(cumulative, room), bisect_left(cumulative, room) + 1)
+            if n == 0:
+                if out:
+                    return size, True  # stays buffered for the next read
+                n = 1  # a record larger than max_bytes is returned alone
+            got = cumulative[n - 1]
+        elements = chunk.elements
+        out.extend(elements if i == 0 and n == len(elements) else elements[i : i + n])
+        records = chunk.records
+        first = records[chunk.pos].offset
+        chunk.pos += n
+        self._note_taken(taken, chunk.tp, first, records[chunk.pos - 1].offset + 1)
+        if chunk.pos == len(records):
+            self._buffer.popleft()
+        size += got
+        return size, size >= max_bytes
+
+    def _take_one(
+        self,
+        chunk: _Chunk,
+        out: list[Any],
+        size: int,
+        max_bytes: int,
+        taken: dict[TopicPartition, tuple[int, int]],
+        decode: Decode,
+    ) -> tuple[int, bool]:
+        """Decode one record into ``out``, as :meth:`_take_decoded` does for a run."""
+        rec = chunk.records[chunk.pos]
+        try:
+            element, rsize = decode(rec)
+        except DecodeError as exc:
+            if out:
+                return size, True  # return what came before; the next read reports this one
+            self._advance(chunk)
+            self._positions[chunk.tp] = rec.offset + 1
+            raise PoisonRecord(
+                f"Error deserializing key/value for partition {rec.topic}-{rec.partition} "
+                f"at offset {rec.offset}: {exc}. The record was skipped; the next read "
+                "continues after it."
+            ) from exc
+        if out and size + rsize > max_bytes:
+            return size, True  # stays buffered for the next read
+        self._advance(chunk)
+        out.append(element)
+        self._note_taken(taken, chunk.tp, rec.offset, rec.offset + 1)
+        size += rsize
+        return size, size >= max_bytes
+
+    def _advance(self, chunk: _Chunk) -> None:
+        chunk.pos += 1
+        if chunk.pos == len(chunk.records):
+            self._buffer.popleft()
+
+    @staticmethod
+    def _note_taken(
+        taken: dict[TopicPartition, tuple[int, int]], tp: TopicPartition, first: int, after: int
+    ) -> None:
+        before = taken.get(tp)
+        taken[tp] = (first if before is None else before[0], after)
+
+    def _buffered_records(self) -> Iterator[ConsumerRecord]:
+        for chunk in self._buffer:
+            yield from itertools.islice(chunk.records, chunk.pos, None)
 
     @staticmethod
     def _enough(out: list[Any], size: int, limits: ReadLimits) -> bool:
@@ -889,9 +1081,7 @@ class ConsumerInstance:
 
     def _drop_buffered(self, tp: TopicPartition) -> None:
         if self._buffer:
-            self._buffer = collections.deque(
-                r for r in self._buffer if (r.topic, r.partition) != (tp.topic, tp.partition)
-            )
+            self._buffer = collections.deque(c for c in self._buffer if c.tp != tp)
 
     def _forget(self, partitions: set[TopicPartition]) -> None:
         for tp in partitions:

@@ -14,6 +14,14 @@ Schema formats need the registry, which is asynchronous, while the instance's re
 synchronously, record by record. :class:`SchemaDecoder` therefore has an async ``prepare``
 hook the read loop awaits for every batch before decoding it: it fetches and compiles every
 schema id the batch names, so decoding itself never waits.
+
+binary and json also decode a whole partition batch in one call (:class:`BatchDecoder`, the
+``batch`` hook the instance's read loop prefers): a read moves tens of thousands of records, and
+per record the loop, a function call and a nine-piece ``b"".join`` were most of the gateway's
+own CPU. A batch shares one ``%``-template per partition (topic, partition and field names
+already in it), so each record costs one formatting call and its base64 or JSON check. The
+per-record decoder stays the reference (and the poison record's error message): the unit
+tests compare the two byte for byte.
 """
 
 from __future__ import annotations
@@ -21,7 +29,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from binascii import b2a_base64
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import orjson
 from aiohttp import web
@@ -37,6 +46,9 @@ from ..registry.schemas import Schemas
 log = logging.getLogger(__name__)
 
 Decoder = Callable[[ConsumerRecord], tuple[bytes, int]]
+# Records of one partition, in offset order -> the elements and sizes of the longest prefix it
+# can decode (shorter than the input: the next record is a poison record, see BatchDecoder).
+BatchDecode = Callable[[Sequence[ConsumerRecord]], tuple[list[bytes], list[int]]]
 
 # Topic -> the start of every element of that topic, up to the key's value. Bounded only so
 # that a replica reading an ever-changing set of topics cannot grow it without end.
@@ -91,6 +103,94 @@ def decode_binary(rec: ConsumerRecord) -> tuple[bytes, int]:
     )
 
 
+def _template(rec: ConsumerRecord, key: bytes = b"%s", value: bytes = b"%s") -> bytes:
+    """The ``%``-template of every element of ``rec``'s partition; the offset goes in last.
+
+    Same bytes as :func:`element` (field order, separators, the head's JSON of the topic); a
+    ``%`` in the topic (Kafka allows none, but the template must not depend on it) is escaped.
+    """
+    return (
+        _head(rec.topic).replace(b"%", b"%%")
+        + key
+        + b',"value":'
+        + value
+        + b',"partition":'
+        + b"%d" % rec.partition
+        + b',"offset":%d}'
+    )
+
+
+def _raw_sizes(records: Sequence[ConsumerRecord]) -> list[int]:
+    """What ``max_bytes`` counts for binary and json: the stored key + value bytes."""
+    return [
+        (0 if (k := r.key) is None else len(k)) + (0 if (v := r.value) is None else len(v))
+        for r in records
+    ]
+
+
+def decode_binary_batch(records: Sequence[ConsumerRecord]) -> tuple[list[bytes], list[int]]:
+    """:func:`decode_binary` over a partition batch (every record is valid binary)."""
+    if not records:
+        return [], []
+    tmpl = _template(records[0])
+    # The keyless, non-null value case (by far the most common) gets the quotes in the
+    # template: one formatting call and one base64 per record.
+    keyless = _template(records[0], b"null", b'"%s"')
+    return [
+        (
+            keyless % (b2a_base64(v, newline=False), r.offset)
+            if (v := r.value) is not None
+            else tmpl % (b"null", b"null", r.offset)
+        )
+        if r.key is None
+        else tmpl
+        % (
+            b'"%s"' % b2a_base64(r.key, newline=False),
+            b"null" if (v := r.value) is None else b'"%s"' % b2a_base64(v, newline=False),
+            r.offset,
+        )
+        for r in records
+    ], _raw_sizes(records)
+
+
+def decode_json_batch(records: Sequence[ConsumerRecord]) -> tuple[list[bytes], list[int]]:
+    """:func:`decode_json` over a partition batch, stopping before the first invalid record."""
+    if not records:
+        return [], []
+    tmpl = _template(records[0])
+    text = json.answer_text
+    try:
+        elements = [tmpl % (text(r.key), text(r.value), r.offset) for r in records]
+    except framing.PayloadError:
+        # A poison record somewhere: the prefix before it (the instance then reports it
+        # through decode_json, which names the side and the reason).
+        elements = []
+        for r in records:
+            try:
+                elements.append(tmpl % (text(r.key), text(r.value), r.offset))
+            except framing.PayloadError:
+                break
+        records = records[: len(elements)]
+    return elements, _raw_sizes(records)
+
+
+@dataclass(frozen=True)
+class BatchDecoder:
+    """A per-record decoder plus its partition-batch form (the instance reads ``batch``).
+
+    ``batch`` decodes a prefix of its input, all of it unless a record cannot be decoded:
+    the instance then runs the per-record decoder on that record, which raises the
+    :class:`DecodeError` the client is told about (and the record is skipped), so the
+    error's wording has one source.
+    """
+
+    one: Decoder
+    batch: BatchDecode
+
+    def __call__(self, rec: ConsumerRecord) -> tuple[bytes, int]:
+        return self.one(rec)
+
+
 def decode_json(rec: ConsumerRecord) -> tuple[bytes, int]:
     key, value = rec.key, rec.value
     return (
@@ -106,7 +206,10 @@ def _json(data: bytes | None, what: str) -> bytes:
         raise DecodeError(f"{what}: {exc}") from None
 
 
-DECODERS: dict[str, Decoder] = {"binary": decode_binary, "json": decode_json}
+DECODERS: dict[str, Decoder] = {
+    "binary": BatchDecoder(decode_binary, decode_binary_batch),
+    "json": BatchDecoder(decode_json, decode_json_batch),
+}
 
 
 def decoder_for(app: web.Application, fmt: str) -> Decoder:
