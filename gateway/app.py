@@ -37,6 +37,7 @@ from .forwarding import (
     Forwarder,
     decode_principal,
 )
+from .heap import HeapGuard
 from .kafka import KafkaClients, kafka_kwargs
 from .observability import wiring as observability
 from .observability.access_log import observe_middleware
@@ -163,7 +164,8 @@ def build_app(config: Config, worker: WorkerIdentity | None = None) -> web.Appli
         lifecycle.append(pool)
     if registry is not None:
         lifecycle.append(registry)
-    lifecycle += [schemas, sessions]
+    # After the sessions: it watches their instances (and freezes what start-up built).
+    lifecycle += [schemas, sessions, HeapGuard(sessions.local.items)]
     lifecycle += observability.install(
         app, config, kafka=kafka, sessions=sessions, forwarder=forwarder, registry=registry
     )
