@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import functools
 import logging
+from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -59,6 +60,8 @@ INSTANCE = "/consumers/{group}/instances/{instance}"
 # Bound on writing one records response: a client that stops reading must not hold its
 # instance (every other operation on it waits for the write) for longer than this.
 RESPONSE_WRITE_TIMEOUT_S = 30.0
+# Records responses larger than this are written in pieces of about this size.
+STREAM_CHUNK = 256 * 1024
 
 log = logging.getLogger(__name__)
 
@@ -304,10 +307,10 @@ async def records(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": ctype})
     try:
         async with inst.read(limits, decoder_for(request.app, inst.spec.format)) as out:
-            # The elements already are JSON text (see decoding.py): one join, no per-record work.
-            body = b"[" + b",".join(out) + b"]"
-            await _write_all(request, response, body)
-        traffic.consumed(request.app, len(out), len(body))
+            # The elements already are JSON text (see decoding.py): joins, no per-record work.
+            length = response_length(out)
+            await _write_all(request, response, response_chunks(out, length), length)
+        traffic.consumed(request.app, len(out), length)
     except _NotDelivered as exc:
         # The instance rewound to these records (see read()); nobody is there to answer.
         log.info("records response to %s not delivered: %s", request.remote, exc)
@@ -320,7 +323,32 @@ class _NotDelivered(Exception):
     """The records response could not be written (the client went away or stopped reading)."""
 
 
-async def _write_all(request: web.Request, response: web.StreamResponse, body: bytes) -> None:
+def response_length(elements: list[bytes]) -> int:
+    """Bytes of ``[e1,e2,...]``: known before the first byte goes out (Content-Length)."""
+    return 2 + sum(map(len, elements)) + max(len(elements) - 1, 0)
+
+
+def response_chunks(elements: list[bytes], length: int) -> Iterator[bytes]:
+    """The JSON array of ``elements`` in pieces of about :data:`STREAM_CHUNK` bytes.
+
+    A response of many megabytes is written piece by piece, each waiting for the socket to
+    drain, rather than joined into one more copy of itself that then sits in the
+    transport's buffer. Pieces are cut by element count (one C-level join each), so this
+    stays free of per-record Python.
+    """
+    if length <= STREAM_CHUNK:
+        yield b"[" + b",".join(elements) + b"]"
+        return
+    step = max(1, len(elements) * STREAM_CHUNK // length)
+    for start in range(0, len(elements), step):
+        piece = b",".join(elements[start : start + step])
+        first, last = start == 0, start + step >= len(elements)
+        yield (b"[" if first else b",") + piece + (b"]" if last else b"")
+
+
+async def _write_all(
+    request: web.Request, response: web.StreamResponse, chunks: Iterable[bytes], length: int
+) -> None:
     """Write the whole response, or raise: the caller counts records as delivered only then.
 
     A client that went away (a long poll it gave up on) makes the write raise; a client that
@@ -330,9 +358,10 @@ async def _write_all(request: web.Request, response: web.StreamResponse, body: b
         async with asyncio.timeout(RESPONSE_WRITE_TIMEOUT_S):
             if request.transport is None or request.transport.is_closing():
                 raise ConnectionResetError("the client closed the connection")
-            response.content_length = len(body)
+            response.content_length = length
             await response.prepare(request)
-            await response.write(body)
+            for chunk in chunks:
+                await response.write(chunk)
             await response.write_eof()
             if request.transport is None or request.transport.is_closing():
                 raise ConnectionResetError("the client closed the connection during the write")

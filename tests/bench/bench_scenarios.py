@@ -27,6 +27,7 @@ import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaTimeoutError
 
 from tests.bench.bench_infra import CpuMeter, latency_summary
 from tests.harness import topics
@@ -323,6 +324,21 @@ async def produce_throughput(
 
                 partitions = sorted(producer.client.cluster.partitions_for_topic(topic) or {0})
 
+                async def send(batch: Any) -> Any:
+                    # aiokafka's send_batch gives up while the partition's previous batch is
+                    # still queued, with a timeout that shrinks each time it wakes (the
+                    # gateway queues per partition for this, see produce/sender.py); a
+                    # leader move right after topic creation is enough to trigger it.
+                    for attempt in range(5):
+                        try:
+                            return await producer.send_batch(
+                                batch, topic, partition=random.choice(partitions)
+                            )
+                        except KafkaTimeoutError:
+                            if attempt == 4:
+                                raise
+                    raise AssertionError("unreachable")
+
                 async def worker() -> None:
                     # aiokafka's fastest path, as the gateway now uses it: whole batches
                     # (create_batch / send_batch), each to one partition, one future each.
@@ -335,19 +351,11 @@ async def produce_throughput(
                         for v in values:
                             if batch.append(key=None, value=v, timestamp=None) is None:
                                 batch.close()
-                                futs.append(
-                                    await producer.send_batch(
-                                        batch, topic, partition=random.choice(partitions)
-                                    )
-                                )
+                                futs.append(await send(batch))
                                 batch = producer.create_batch()
                                 batch.append(key=None, value=v, timestamp=None)
                         batch.close()
-                        futs.append(
-                            await producer.send_batch(
-                                batch, topic, partition=random.choice(partitions)
-                            )
-                        )
+                        futs.append(await send(batch))
                         done = await asyncio.gather(*futs, return_exceptions=True)
                         samples.append(time.perf_counter() - t0)
                         failed += sum(len(values) for d in done if isinstance(d, BaseException))

@@ -312,3 +312,20 @@ def _flat(answers: list[Any]) -> list[Any]:
     for a in answers:
         out.extend([a] if isinstance(a, str) else orjson.loads(a))
     return out
+
+
+@pytest.mark.parametrize("sizes", [[], [1], [5, 7], [300_000], [1000] * 700, [70_000] * 9])
+def test_streamed_response_is_the_joined_array(sizes: list[int]) -> None:
+    """Big responses go out in pieces; the bytes and the announced length are the one array."""
+    from gateway.consume.routes import STREAM_CHUNK, response_chunks, response_length
+
+    elements = [(b"%d" % i) * (n // len(b"%d" % i) or 1) for i, n in enumerate(sizes)]
+    whole = b"[" + b",".join(elements) + b"]"
+    length = response_length(elements)
+    pieces = list(response_chunks(elements, length))
+    assert length == len(whole) and b"".join(pieces) == whole
+    if length > STREAM_CHUNK:
+        assert len(pieces) == min(len(elements), len(pieces)) and len(pieces) >= min(
+            2, len(elements)
+        )
+        assert max(map(len, pieces)) < 2 * STREAM_CHUNK + max(sizes)
