@@ -29,7 +29,7 @@ from prometheus_client.registry import Collector
 from sessions.router import InstanceRouter
 
 from ..forwarding import FORWARDER
-from ..workers.metrics_merge import LOCAL_SCRAPE, merge, scrape_siblings
+from ..workers.metrics_merge import LOCAL_SCRAPE, merge, scrape_siblings, workers_answering
 from .traffic import Traffic
 
 log = logging.getLogger(__name__)
@@ -252,5 +252,5 @@ async def metrics_handler(request: web.Request) -> web.Response:
         # One replica, one scrape: the siblings' samples too, each labelled by worker.
         texts = await scrape_siblings(worker)
         texts[worker.index] = body.decode()
-        body = merge(texts).encode()
+        body = (merge(texts) + workers_answering(len(texts), worker.count)).encode()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

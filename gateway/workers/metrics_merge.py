@@ -55,6 +55,19 @@ def merge(texts: Mapping[int, str]) -> str:
     return "\n".join(out) + "\n"
 
 
+def workers_answering(answering: int, count: int) -> str:
+    """Two gauges that tell a scrape missing a worker (one being restarted) from a whole one:
+    its counters would otherwise just seem to drop."""
+    return (
+        "# HELP event_gateway_workers Worker processes this replica runs.\n"
+        "# TYPE event_gateway_workers gauge\n"
+        f"event_gateway_workers {count}\n"
+        "# HELP event_gateway_workers_answering Workers whose samples this scrape holds.\n"
+        "# TYPE event_gateway_workers_answering gauge\n"
+        f"event_gateway_workers_answering {answering}\n"
+    )
+
+
 def _labelled(sample: str, index: int) -> str:
     label = f'worker="{index}"'
     name, brace, rest = sample.partition("{")

@@ -181,14 +181,21 @@ async def test_metrics_cover_every_worker(make_cluster):
         for _ in range(6):  # some traffic on both workers
             async with session.get(f"{cluster.urls[0]}/topics") as resp:
                 await resp.read()
-        async with session.get(f"{cluster.urls[0]}/metrics") as resp:
-            assert resp.status == 200
-            text = await resp.text()
+        # The cluster is ready once one worker is: the other may still be opening its socket.
+        deadline = time.monotonic() + 20
+        while True:
+            async with session.get(f"{cluster.urls[0]}/metrics") as resp:
+                assert resp.status == 200
+                text = await resp.text()
+            if ('worker="1"' in text and 'worker="0"' in text) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
     types = [line for line in text.splitlines() if line.startswith("# TYPE ")]
     assert len(types) == len(set(types)), "a family declared twice"
     samples = [line for line in text.splitlines() if line and not line.startswith("#")]
     assert any('worker="0"' in s for s in samples) and any('worker="1"' in s for s in samples)
-    assert all("worker=" in s for s in samples)
+    assert "event_gateway_workers 2" in samples and "event_gateway_workers_answering 2" in samples
+    assert all("worker=" in s for s in samples if not s.startswith("event_gateway_workers"))
 
 
 async def test_sigterm_drains_every_worker(kafka_bootstrap, redis_url, new_topic):
