@@ -100,11 +100,26 @@ async def serial_of_new_connection(port: int, ctx: ssl.SSLContext) -> int:
         conn.close()
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 async def test_https_listener_and_reload_on_sighup(
-    kafka_bootstrap: str, ca: TestCA, server_cert: Issued, tmp_path: Path
+    kafka_bootstrap: str,
+    ca: TestCA,
+    server_cert: Issued,
+    tmp_path: Path,
+    workers: int,
+    request: pytest.FixtureRequest,
 ) -> None:
+    """Also with two worker processes: both serve TLS, both reload on the SIGHUP their parent
+    passes on, and a request reaching the worker that does not own an instance is served by
+    its sibling (over the Unix socket: no TLS there, none needed)."""
     port = free_port()
     props = tls_props(tmp_path, ca, server_cert, port)
+    if workers > 1:
+        props |= {
+            "workers": str(workers),
+            "session.store.url": request.getfixturevalue("redis_url"),
+            "cluster.secret": "tls-workers",
+        }
     args = [
         sys.executable,
         "-m",
@@ -170,12 +185,41 @@ async def test_https_listener_and_reload_on_sighup(
         assert (await kept.get("/"))[0] == 200
         kept.close()
         assert "TLS certificate not reloaded" in log.read_text()
-        assert "TLS certificate reloaded" in log.read_text()
+        assert log.read_text().count("TLS certificate reloaded") >= workers
         assert proc.poll() is None
+        if workers > 1:
+            assert f"{workers} workers on https://" in log.read_text()
+            await _instances_served_by_any_worker(port, trusting)
+            forwarded = log.read_text().count("forwarded=yes")
+            assert forwarded > 0, "no request reached the sibling that owns its instance"
     finally:
         proc.terminate()
         code = await asyncio.to_thread(proc.wait, 30)
     assert code == 0, log.read_text()
+
+
+async def _instances_served_by_any_worker(port: int, ctx: ssl.SSLContext) -> None:
+    """Instances created over separate connections land on both workers; every request for
+    each, over new connections (either worker), is answered by the owner."""
+    base = f"https://localhost:{port}/consumers/tls-workers-{os.getpid()}-{time.time_ns()}"
+    v2 = {"Content-Type": "application/vnd.kafka.v2+json"}
+    for i in range(8):
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as s:
+            async with s.post(base, json={"name": f"i{i}"}, headers=v2, ssl=ctx) as resp:
+                assert resp.status == 200, await resp.text()
+            async with s.post(
+                f"{base}/instances/i{i}/subscription",
+                json={"topics": [f"tls-{i}"]},
+                headers=v2,
+                ssl=ctx,
+            ) as resp:
+                assert resp.status == 204, await resp.text()
+    for _ in range(3):
+        for i in range(8):
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as s:
+                async with s.get(f"{base}/instances/i{i}/subscription", ssl=ctx) as resp:
+                    assert resp.status == 200, await resp.text()
+                    assert await resp.json() == {"topics": [f"tls-{i}"]}
 
 
 # --- in-process HTTPS gateways ----------------------------------------------------------------
