@@ -95,7 +95,7 @@ async def forwarded_middleware(request: web.Request, handler: Handler) -> web.St
         if sibling is not None:  # for the owning worker; it reached the shared listener
             return await forwarder.relay(request, sibling)
         node_id = request.app[SESSIONS].node_id
-        request[FORWARDED] = await request.app[FORWARDER].verify(request, node_id)
+        request[FORWARDED] = await forwarder.verify(request, node_id)
         if request[FORWARDED]:
             # The replica that received the request authenticated the client; the principal
             # it vouched for is part of the verified signature.

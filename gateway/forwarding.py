@@ -462,6 +462,7 @@ class Forwarder:
                 self._sibling_session(path),
                 wire_target("http://localhost", request.raw_path),
                 headers,
+                await request.read(),
                 budget + MARGIN_S,
                 path,
             ),
@@ -556,7 +557,7 @@ class Forwarder:
             principal=principal,
         )
         budget = self.budget_s(route, request)
-        return await self._exchange(request, session, url, headers, budget, route.url)
+        return await self._exchange(request, session, url, headers, body, budget, route.url)
 
     async def _exchange(
         self,
@@ -564,12 +565,12 @@ class Forwarder:
         session: aiohttp.ClientSession,
         url: URL,
         headers: CIMultiDict[str],
+        body: bytes,
         budget: float,
         where: str,
     ) -> web.StreamResponse:
         """Send the hop and stream the answer back; a hop that fails before the answer
         starts is a retriable 503."""
-        body = await request.read()
         timeout = aiohttp.ClientTimeout(total=None, connect=self._connect_timeout, sock_read=budget)
         try:
             async with session.request(

@@ -50,7 +50,6 @@ class _Worker:
         self.identity = identity
         self.process: subprocess.Popen[bytes] | None = None
         self.started = 0.0
-        self.delay = 0.0  # before the next restart
         self.quick_deaths = 0  # deaths in a row, each soon after its start
         self.restart_at = 0.0
 
@@ -117,19 +116,19 @@ class Supervisor:
                     # The first death is restarted at once; a worker that keeps dying soon
                     # after its start waits longer each time (0.5 s, 1 s, ... 10 s).
                     w.quick_deaths = 0 if lived >= STABLE_S else w.quick_deaths + 1
-                    w.delay = (
+                    delay = (
                         0.0
                         if w.quick_deaths <= 1
                         else min(MAX_RESTART_DELAY_S, 0.5 * 2 ** (w.quick_deaths - 2))
                     )
-                    w.restart_at = now + w.delay
+                    w.restart_at = now + delay
                     log.warning(
                         "worker %d (pid %d) exited with %s after %.1f s; restarting in %.1f s",
                         w.identity.index,
                         proc.pid,
                         code,
                         lived,
-                        w.delay,
+                        delay,
                     )
                 if w.process is None and now >= w.restart_at:
                     self._start(w)

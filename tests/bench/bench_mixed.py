@@ -40,6 +40,7 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,6 +122,29 @@ async def _window(tally: Tally, duration_s: float) -> float:
     await asyncio.sleep(duration_s)
     tally.open = False
     return time.perf_counter() - t0
+
+
+async def _measure(
+    meter: CpuMeter,
+    tally: Tally,
+    producer: Callable[[], Awaitable[None]],
+    consumers: list[asyncio.Task[Any]],
+    stop: asyncio.Event,
+    duration_s: float,
+) -> tuple[float, dict[str, float]]:
+    """One side's window: the producers start with it open and the CPU meter running; after
+    it the consumers get one poll's time to finish. Returns (seconds, CPU reading)."""
+    tally.open = True  # before the producers start: they run while the window is open
+    meter.start()
+    producers = [asyncio.create_task(producer()) for _ in range(PRODUCERS)]
+    seconds = await _window(tally, duration_s)
+    cpu = meter.stop()
+    await asyncio.gather(*producers)
+    stop.set()
+    await asyncio.wait(consumers, timeout=POLL_TIMEOUT_MS / 1000 + 10)
+    for task in consumers:
+        task.cancel()
+    return seconds, cpu
 
 
 # --- gateway side --------------------------------------------------------------------------------
@@ -261,16 +285,7 @@ async def gateway_mixed(
                 tally.produce_lat.append(dt)
 
         meter = CpuMeter({**_others(ctx), **extra_pids, **_cluster_pids(cluster)})
-        tally.open = True  # before the producers start: they run while the window is open
-        meter.start()
-        producers = [asyncio.create_task(producer()) for _ in range(PRODUCERS)]
-        seconds = await _window(tally, duration_s)
-        cpu = meter.stop()
-        await asyncio.gather(*producers)
-        stop.set()
-        await asyncio.wait(consumers, timeout=POLL_TIMEOUT_MS / 1000 + 10)
-        for task in consumers:
-            task.cancel()
+        seconds, cpu = await _measure(meter, tally, producer, consumers, stop, duration_s)
         processes = len([k for k in meter.pids if k.startswith("replica")])
         return {
             **tally.summary(seconds),
@@ -453,16 +468,7 @@ async def _direct_mixed(ctx: Ctx, topic: str, duration_s: float) -> dict[str, An
                 tally.produce_lat.append(dt)
 
         meter = CpuMeter(_others(ctx))
-        tally.open = True
-        meter.start()
-        producers = [asyncio.create_task(produce()) for _ in range(PRODUCERS)]
-        seconds = await _window(tally, duration_s)
-        cpu = meter.stop()
-        await asyncio.gather(*producers)
-        stop.set()
-        await asyncio.wait(tasks, timeout=POLL_TIMEOUT_MS / 1000 + 10)
-        for task in tasks:
-            task.cancel()
+        seconds, cpu = await _measure(meter, tally, produce, tasks, stop, duration_s)
         return {**tally.summary(seconds), "cpu": cpu, "cpu_idle_polling": idle}
     finally:
         stop.set()
