@@ -22,7 +22,7 @@ from sessions.instance import ConsumerInstance, InstanceSpec
 from sessions.local import InstanceFactory
 from sessions.router import InstanceRouter
 
-from . import kafka_pool, metadata, openapi
+from . import kafka_pool, metadata, openapi, v3
 from .config import Config
 from .consume import routes as consume_routes
 from .context import CONFIG, KAFKA, PRODUCER, RESPONSE_TYPE, SCHEMAS, SESSIONS
@@ -187,6 +187,7 @@ def build_app(config: Config, worker: WorkerIdentity | None = None) -> web.Appli
     metadata.add_routes(app)
     produce_routes.add_routes(app)
     consume_routes.add_routes(app)
+    v3.add_routes(app)
     if registry is not None:
         builtin.add_routes(app)
     return app

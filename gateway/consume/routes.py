@@ -30,6 +30,7 @@ from ..context import CONFIG, RESPONSE_TYPE, SCHEMAS, SESSIONS
 from ..errors import FORMAT_MISMATCH, GatewayError, bad_request
 from ..forwarding import FORWARDED, ForwardTo, forwarding
 from ..observability import traffic
+from ..origin import public_origin
 from ..paths import create_group, instance_names
 from ..security.authz import authorizer
 from ..security.principal import principal_of
@@ -147,15 +148,10 @@ async def create(request: web.Request) -> web.Response:
 
 def base_uri(request: web.Request, group: str, name: str) -> str:
     """The public address (``advertised.listeners``), else the Host the client used."""
-    scheme = request.scheme
-    authority = next(
-        (lst.authority for lst in request.app[CONFIG].advertised_listeners if lst.scheme == scheme),
-        request.host,
-    )
     # Percent-encoded path segments (as Java's UriBuilder does): a name with a space, "/"
     # or "ü" still gives a URI a client can use as is.
     segment = functools.partial(quote, safe="~")
-    return f"{scheme}://{authority}/consumers/{segment(group)}/instances/{segment(name)}"
+    return f"{public_origin(request)}/consumers/{segment(group)}/instances/{segment(name)}"
 
 
 async def delete(request: web.Request) -> web.Response:

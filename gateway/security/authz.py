@@ -32,6 +32,8 @@ from .principal import Principal, principal_of
 from .rules import Rules
 
 FORBIDDEN = 40301
+# The name a ``cluster`` rule matches: Kafka's own name for the cluster resource in ACLs.
+CLUSTER_RESOURCE = "kafka-cluster"
 
 
 class Authorizer:
@@ -45,7 +47,7 @@ class Authorizer:
         return GatewayError(403, FORBIDDEN, f"{_who(principal)} is not authorized to {what}")
 
     def topics(self, request: web.Request, operation: str, topics: Iterable[str]) -> None:
-        """``operation`` (produce, consume, describe) on every topic, or 403 naming the
+        """``operation`` (produce, consume, describe; create, delete, alter) on every topic, or 403 naming the
         refused ones."""
         if self.rules is None:
             return
@@ -73,13 +75,30 @@ class Authorizer:
                 " e.g. a topic rule on its literal prefix followed by *)",
             )
 
-    def group(self, request: web.Request, group: str) -> None:
-        """Consume rights on a consumer group: creating and using its instances."""
+    def group(self, request: web.Request, group: str, operation: str = "consume") -> None:
+        """Rights on a consumer group: ``consume`` (create and use its instances) or
+        ``describe`` (v3: the group, its members, its lag)."""
         if self.rules is None:
             return
         principal = principal_of(request)
-        if not self.rules.allows(principal, "group", "consume", group):
-            raise self._denied(principal, f"consume in group {group!r}")
+        if not self.rules.allows(principal, "group", operation, group):
+            what = "consume in" if operation == "consume" else operation
+            raise self._denied(principal, f"{what} group {group!r}")
+
+    def visible_groups(self, request: web.Request, groups: Iterable[str]) -> list[str]:
+        """The groups the caller may describe (all when authorisation is off)."""
+        if self.rules is None:
+            return list(groups)
+        principal = principal_of(request)
+        return [g for g in groups if self.rules.allows(principal, "group", "describe", g)]
+
+    def cluster(self, request: web.Request, operation: str) -> None:
+        """``describe`` or ``alter`` on the cluster (v3 brokers, broker configs, ACLs)."""
+        if self.rules is None:
+            return
+        principal = principal_of(request)
+        if not self.rules.allows(principal, "cluster", operation, CLUSTER_RESOURCE):
+            raise self._denied(principal, f"{operation} the cluster")
 
     def visible_topics(self, request: web.Request, topics: Iterable[str]) -> list[str]:
         """The topics whose metadata the caller may read (all when authorisation is off)."""

@@ -19,11 +19,16 @@ denied, so a forgotten rule fails closed and rules never need ordering.
 Operations per resource type, and what each implies (as Kafka's own ACLs: whoever may
 write or read a topic may see its partitions, and registering needs a lookup first):
 
-- ``topic``: ``produce``, ``consume``, ``describe`` (metadata); produce and consume imply
-  describe;
-- ``group``: ``consume`` (create and use consumer instances in the group);
+- ``topic``: ``produce``, ``consume``, ``describe`` (metadata and configs), and the v3
+  admin operations ``create``, ``delete`` and ``alter`` (configs, partition count); each
+  implies describe;
+- ``group``: ``consume`` (create and use consumer instances in the group), ``describe``
+  (v3: the group, its members and its lag); consume implies describe;
 - ``subject``: ``read``, ``write`` (register, delete, set its compatibility); write implies
-  read.
+  read;
+- ``cluster`` (the one Kafka cluster, named ``kafka-cluster`` as in Kafka's ACLs):
+  ``describe`` (v3: the cluster, brokers, broker configs, ACLs), ``alter`` (broker configs,
+  creating and deleting ACLs); alter implies describe.
 
 ``"allow": ["*"]`` allows every operation of the resource type.
 
@@ -50,14 +55,20 @@ log = logging.getLogger(__name__)
 
 
 OPERATIONS: dict[str, frozenset[str]] = {
-    "topic": frozenset({"produce", "consume", "describe"}),
-    "group": frozenset({"consume"}),
+    "topic": frozenset({"produce", "consume", "describe", "create", "delete", "alter"}),
+    "group": frozenset({"consume", "describe"}),
     "subject": frozenset({"read", "write"}),
+    "cluster": frozenset({"describe", "alter"}),
 }
 IMPLIED: dict[tuple[str, str], frozenset[str]] = {
     ("topic", "produce"): frozenset({"describe"}),
     ("topic", "consume"): frozenset({"describe"}),
+    ("topic", "create"): frozenset({"describe"}),
+    ("topic", "delete"): frozenset({"describe"}),
+    ("topic", "alter"): frozenset({"describe"}),
+    ("group", "consume"): frozenset({"describe"}),
     ("subject", "write"): frozenset({"read"}),
+    ("cluster", "alter"): frozenset({"describe"}),
 }
 RULE_KEYS = frozenset({"principal", "allow", *OPERATIONS})
 
