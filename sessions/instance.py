@@ -141,6 +141,8 @@ class InstanceSpec:
     fetch_min_bytes: int | None = None
     request_timeout_ms: int | None = None
     consumer_id: str | None = None
+    # The documented extension: reads also show each record's headers and timestamp.
+    include_metadata: bool = False
     # Who created it (None: authentication was off). Only that principal may use it, on any
     # replica: the directory keeps the spec, so every replica checks the same binding.
     principal: str | None = None

@@ -212,10 +212,63 @@ DECODERS: dict[str, Decoder] = {
 }
 
 
-def decoder_for(app: web.Application, fmt: str) -> Decoder:
-    """The decoder for one read of an instance of format ``fmt``."""
+# --- record metadata (the ``include.metadata`` extension) ------------------------------------
+
+_TIMESTAMP_TYPES = (b"CREATE_TIME", b"LOG_APPEND_TIME")
+
+
+def metadata_text(rec: ConsumerRecord) -> bytes:
+    """``,"headers":[…],"timestamp":…,"timestamp_type":…}``: what closes an element of an
+    instance that opted in. Header values are base64 (as v3 produce takes them), so any bytes
+    round-trip; the timestamp is Kafka's epoch milliseconds, null when the record has none."""
+    headers = b",".join(
+        b'{"name":%s,"value":%s}'
+        % (
+            orjson.dumps(name),
+            b"null" if value is None else b'"%s"' % b2a_base64(value, newline=False),
+        )
+        for name, value in rec.headers
+    )
+    ts = rec.timestamp
+    kind = _TIMESTAMP_TYPES[1] if rec.timestamp_type == 1 else _TIMESTAMP_TYPES[0]
+    if ts is None or ts < 0:
+        return b',"headers":[%s],"timestamp":null,"timestamp_type":null}' % headers
+    return b',"headers":[%s],"timestamp":%d,"timestamp_type":"%s"}' % (headers, ts, kind)
+
+
+def _one_with_metadata(one: Decoder) -> Decoder:
+    def decode(rec: ConsumerRecord) -> tuple[bytes, int]:
+        element, size = one(rec)
+        return element[:-1] + metadata_text(rec), size
+
+    return decode
+
+
+def _batch_with_metadata(batch: BatchDecode) -> BatchDecode:
+    def decode(records: Sequence[ConsumerRecord]) -> tuple[list[bytes], list[int]]:
+        elements, sizes = batch(records)
+        # zip stops at the decoded prefix (a poison record ends it early).
+        return [e[:-1] + metadata_text(r) for e, r in zip(elements, records, strict=False)], sizes
+
+    return decode
+
+
+# Built once: an instance's prefilled elements are kept only for the very decoder that made
+# them (identity), so the decoder of every read of one instance must be the same object.
+DECODERS_WITH_METADATA: dict[str, Decoder] = {
+    fmt: BatchDecoder(_one_with_metadata(d.one), _batch_with_metadata(d.batch))
+    for fmt, d in DECODERS.items()
+    if isinstance(d, BatchDecoder)
+}
+
+
+def decoder_for(app: web.Application, fmt: str, *, metadata: bool = False) -> Decoder:
+    """The decoder for one read of an instance of format ``fmt`` (``metadata``: the
+    instance opted in to headers and timestamps)."""
     if fmt in DECODERS:
-        return DECODERS[fmt]
+        return DECODERS_WITH_METADATA[fmt] if metadata else DECODERS[fmt]
+    if metadata:
+        return SchemaDecoderWithMetadata(app[SCHEMAS])
     return SchemaDecoder(app[SCHEMAS])
 
 
@@ -280,3 +333,11 @@ class SchemaDecoder:
         except Exception as exc:  # a codec bug must not wedge the instance on this record
             log.warning("cannot decode %s with schema %d", what, schema_id, exc_info=True)
             raise DecodeError(f"{what} does not match schema {schema_id}: {exc}") from None
+
+
+class SchemaDecoderWithMetadata(SchemaDecoder):
+    """:class:`SchemaDecoder` for an instance that opted in to headers and timestamps."""
+
+    def __call__(self, rec: ConsumerRecord) -> tuple[bytes, int]:
+        element, size = super().__call__(rec)
+        return element[:-1] + metadata_text(rec), size

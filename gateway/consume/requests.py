@@ -39,6 +39,7 @@ CREATE_FIELDS = frozenset(
         "responseMinBytes",
         "consumer.request.timeout.ms",
         "requestWaitMs",
+        "include.metadata",
     }
 )
 AUTO_OFFSET_RESET = ("latest", "earliest", "none")
@@ -126,10 +127,21 @@ def parse_create(
             f"[0, {max_wait_ms}] (the maximum is consumer.request.timeout.max.ms), got {wait}",
             42204,
         )
+    metadata_raw = as_str(body.get("include.metadata"), "include.metadata")
+    include_metadata = False
+    if metadata_raw is not None:
+        if metadata_raw.strip().lower() not in ("true", "false"):
+            raise unprocessable(
+                f"Invalid consumer configuration: Invalid value {metadata_raw} for "
+                "include.metadata: Expected value to be either true or false",
+                42204,
+            )
+        include_metadata = metadata_raw.strip().lower() == "true"
     return InstanceSpec(
         group=group,
         name=name,
         format=fmt,
+        include_metadata=include_metadata,
         auto_offset_reset=reset,
         auto_commit_enable=auto_commit,
         fetch_min_bytes=min_bytes,

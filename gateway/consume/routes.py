@@ -302,7 +302,9 @@ async def records(request: web.Request) -> web.StreamResponse:
     )
     response = web.StreamResponse(headers={"Content-Type": ctype})
     try:
-        async with inst.read(limits, decoder_for(request.app, inst.spec.format)) as out:
+        async with inst.read(
+            limits, decoder_for(request.app, inst.spec.format, metadata=inst.spec.include_metadata)
+        ) as out:
             # The elements already are JSON text (see decoding.py): joins, no per-record work.
             length = response_length(out)
             await _write_all(request, response, response_chunks(out, length), length)
