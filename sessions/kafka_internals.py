@@ -14,12 +14,15 @@ produce and metadata paths share it without ``sessions`` importing ``gateway``.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.consumer.subscription_state import SubscriptionType
+from aiokafka.errors import KafkaConnectionError
+from aiokafka.protocol.metadata import MetadataRequest
 from aiokafka.structs import OffsetAndMetadata
 
 Partitioner = Callable[[bytes, list[int], list[int]], int]
@@ -38,6 +41,7 @@ __all__ = [
     "max_request_size",
     "metadata_topics",
     "partitioner",
+    "ping_brokers",
     "request_timeout_ms",
     "set_fetcher_timeout",
     "subscribe_pattern",
@@ -161,6 +165,30 @@ def forget_missing_topic(producer: AIOKafkaProducer, topic: str) -> bool:
 
 
 # --- admin ------------------------------------------------------------------------------------
+
+
+async def ping_brokers(client: Any) -> None:
+    """One cheap round trip to any broker of ``client`` (an ``AIOKafkaClient``): a Metadata
+    request naming no topics. ``fetch_all_metadata`` would ask for every topic of the cluster,
+    which a readiness probe running several times a second must not cost a large cluster.
+    Brokers are tried in turn, so one broker down does not fail the ping."""
+    request = MetadataRequest([])
+    nodes: list[Any] = [b.nodeId for b in client.cluster.brokers()] or ["bootstrap"]
+    random.shuffle(nodes)  # as aiokafka's own metadata refresh: no broker asked first always
+    failure: BaseException | None = None
+    for node_id in nodes:
+        conn = await client._get_conn(node_id)
+        if conn is None:
+            continue
+        try:
+            await conn.send(request)
+        except Exception as exc:
+            failure = exc
+            continue
+        return
+    raise KafkaConnectionError(
+        f"no broker answered a metadata request ({failure or 'no connection'})"
+    )
 
 
 async def admin_request(

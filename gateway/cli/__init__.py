@@ -8,11 +8,11 @@ local broker plus one gateway (:mod:`gateway.cli.dev`, whose broker files ship a
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 
 from gateway import config as configmod
+from gateway import loop
 from gateway.config import redact
 from gateway.observability.log_filters import configure_logging
 from gateway.security.basic import UsersFileError
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         # The parent: binds the listener and keeps the workers running (gateway/workers).
         return Supervisor(cfg, sys.argv[1:] if argv is None else argv, cfg.worker_count).run()
     try:
-        asyncio.run(serve(cfg, worker))
+        loop.run(serve(cfg, worker))
     except (UsersFileError, configmod.ConfigError) as exc:  # ConfigError: e.g. the rules file
         print(f"event-gateway: invalid configuration: {exc}", file=sys.stderr)
         return 2

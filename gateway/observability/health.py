@@ -25,6 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
+from sessions import kafka_internals
 from sessions.router import InstanceRouter
 
 from ..config import redact
@@ -165,7 +166,7 @@ class HealthProbe:
         # A metadata round trip over the shared producer's connections: the same path a
         # produce takes, so "ready" means a produce would find the cluster.
         producer = await self._kafka.producer()
-        await producer.client.fetch_all_metadata()
+        await kafka_internals.ping_brokers(producer.client)
 
     async def _ping_redis(self) -> None:
         try:

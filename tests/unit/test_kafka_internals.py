@@ -14,7 +14,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.consumer.group_coordinator import GroupCoordinator
-from aiokafka.errors import MessageSizeTooLargeError
+from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 
 from sessions import kafka_internals as internals
 
@@ -117,6 +117,18 @@ async def test_admin_raw_request_method_exists() -> None:
         await admin.close()
 
 
+async def test_ping_brokers_reaches_for_a_connection_per_broker() -> None:
+    """No broker here: every connection attempt fails, so the ping raises, having asked the
+    client's private connection getter (which a rename would turn into AttributeError)."""
+    producer = AIOKafkaProducer(bootstrap_servers=NOWHERE)
+    try:
+        assert inspect.iscoroutinefunction(producer.client._get_conn)
+        with pytest.raises(KafkaConnectionError):
+            await internals.ping_brokers(producer.client)
+    finally:
+        await producer.stop()
+
+
 def test_no_other_module_reads_aiokafka_private_attributes() -> None:
     """The adapter is the only door: grep the code for the private names it wraps."""
     from pathlib import Path
@@ -131,6 +143,7 @@ def test_no_other_module_reads_aiokafka_private_attributes() -> None:
         "._request_timeout_ms",
         "._serialize(",
         "._send_request(",
+        "._get_conn(",
         "client._topics",
     )
     offenders = [
