@@ -162,6 +162,12 @@ def _choice(*allowed: str) -> Callable[[str], str]:
     return parse
 
 
+def _record_limit(value: str) -> int:
+    """Confluent's ``0`` (no limit) becomes 64 MiB: a streamed body must stay bounded."""
+    n = _int(0, 2**31 - 1)(value)
+    return n or 67_108_864
+
+
 def _names(value: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
 
@@ -514,6 +520,66 @@ class Config:
         _int(1000),
         "with `kafka.credentials=principal`: a caller's Kafka clients are closed after this"
         " long unused",
+    )
+    # v3 produce (gateway/v3/produce*.py). Confluent's names and defaults: the limiter counts
+    # every record (and its JSON size) of both produce endpoints, per cluster and per replica.
+    api_v3_produce_rate_limit_enabled: bool = _setting(
+        "api.v3.produce.rate.limit.enabled",
+        False,
+        _bool,
+        "v3 produce: limit records (and their JSON bytes) per second; a record over the limit"
+        " gets 429 in its result",
+    )
+    api_v3_produce_rate_limit_max_requests_per_sec: int = _setting(
+        "api.v3.produce.rate.limit.max.requests.per.sec",
+        10_000,
+        _int(1),
+        "v3 produce limiter: records per second into the cluster (each replica counts its own)",
+    )
+    api_v3_produce_rate_limit_max_bytes_per_sec: int = _setting(
+        "api.v3.produce.rate.limit.max.bytes.per.sec",
+        10_000_000,
+        _int(1),
+        "v3 produce limiter: record JSON bytes per second into the cluster (each replica)",
+    )
+    api_v3_produce_rate_limit_max_requests_global_per_sec: int = _setting(
+        "api.v3.produce.rate.limit.max.requests.global.per.sec",
+        10_000,
+        _int(1),
+        "v3 produce limiter: records per second through this replica, all clusters",
+    )
+    api_v3_produce_rate_limit_max_bytes_global_per_sec: int = _setting(
+        "api.v3.produce.rate.limit.max.bytes.global.per.sec",
+        10_000_000,
+        _int(1),
+        "v3 produce limiter: record JSON bytes per second through this replica, all clusters",
+    )
+    api_v3_produce_batch_maximum_entries: int = _setting(
+        "api.v3.produce.batch.maximum.entries",
+        10,
+        _int(1, 50),
+        "v3 `records:batch`: most entries one batch may hold (beyond: 422 42208)",
+    )
+    # Confluent's 0 means "no limit"; a streamed body must stay bounded, so 0 means 64 MiB,
+    # the largest body any other endpoint reads.
+    api_v3_produce_request_size_limit_max_bytes: int = _setting(
+        "api.v3.produce.request.size.limit.max.bytes",
+        67_108_864,
+        _record_limit,
+        "v3 produce: largest single record (JSON object) in a stream; a larger one ends the"
+        " stream with a 400 entry (0: 64 MiB)",
+    )
+    streaming_connection_max_duration_ms: int = _setting(
+        "streaming.connection.max.duration.ms",
+        86_400_000,
+        _int(1),
+        "v3 streaming produce: records arriving on a stream open longer than this get 408",
+    )
+    streaming_connection_max_duration_grace_period_ms: int = _setting(
+        "streaming.connection.max.duration.grace.period.ms",
+        500,
+        _int(0),
+        "v3 streaming produce: a stream past its maximum duration is closed after this",
     )
     producer: Mapping[str, str] = field(default_factory=dict)
     consumer: Mapping[str, str] = field(default_factory=dict)

@@ -10,16 +10,21 @@ the partition choice and ordering rules are unit-tested without a broker
   batch is full, then move to another, as Java's sticky partitioner does;
 * a partition's records stay in request order, and a record too large to send at all gets
   its own error entry instead of failing its batch.
+
+Records may carry a timestamp (epoch ms) and headers (v3 produce); v2 passes neither, and
+then every record is appended with the producer's clock and no headers, exactly as before.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
+from itertools import repeat
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from sessions import kafka_internals
 
@@ -31,6 +36,8 @@ from ..errors import describe, kafka_error_code
 _RECORD_OVERHEAD_BOUND = 128
 
 Offset = dict[str, Any]
+Headers = list[tuple[str, bytes | None]]
+_NO_HEADERS: Headers = []  # shared, never mutated (aiokafka only reads it)
 
 
 class Batch:
@@ -61,7 +68,15 @@ class _Packer:
         del self.open[batch.partition]
         self._filled.append(batch)
 
-    def start(self, partition: int, index: int, key: bytes | None, value: bytes | None) -> None:
+    def start(
+        self,
+        partition: int,
+        index: int,
+        key: bytes | None,
+        value: bytes | None,
+        timestamp: int | None,
+        headers: Headers,
+    ) -> None:
         """A new batch for the partition, holding this record.
 
         A fresh batch takes its first record whatever its size, as aiokafka's own ``send``
@@ -70,7 +85,7 @@ class _Packer:
         rank = self._ranks.get(partition, 0)
         self._ranks[partition] = rank + 1
         batch = self.open[partition] = Batch(partition, self._producer.create_batch(), rank)
-        if batch.builder.append(timestamp=None, key=key, value=value) is None:
+        if batch.builder.append(timestamp=timestamp, key=key, value=value, headers=headers) is None:
             raise RuntimeError("aiokafka refused the first record of an empty batch")
         batch.indices.append(index)
 
@@ -94,8 +109,13 @@ def pack(
     partitions: Sequence[int | None],
     known: Collection[int],
     offsets: list[Offset | None],
+    timestamps: Sequence[int | None] | None = None,
+    headers: Sequence[Headers] | None = None,
 ) -> list[Batch]:
-    """The request's records in batches, in hand-over order; a record too large to send gets its error in offsets."""
+    """The request's records in batches, in hand-over order; a record too large to send gets its error in offsets.
+
+    ``timestamps`` (epoch ms, None: now) and ``headers``, when given, run parallel to ``keys``.
+    """
     everything = sorted(known)  # the partitioner's list, sorted by id as Java's is
     # Keyless records avoid partitions without a leader, as aiokafka's partitioner does.
     available = sorted(producer.client.cluster.available_partitions_for_topic(topic) or ())
@@ -105,9 +125,23 @@ def pack(
     packer = _Packer(producer)
     open_batch = packer.open.get
     sticky: int | None = None
-    for i, (key, value, partition) in enumerate(zip(keys, values, partitions, strict=True)):
-        if (len(key) if key else 0) + (len(value) if value else 0) > roomy:
-            too_large = _too_large(producer, key, value)
+    if not len(keys) == len(values) == len(partitions):
+        raise ValueError("keys, values and partitions must be parallel")
+    # repeat() is endless: zip stops at the keys (lengths of given extras are checked here).
+    if timestamps is not None and len(timestamps) != len(keys):
+        raise ValueError("timestamps must be parallel to keys")
+    if headers is not None and len(headers) != len(keys):
+        raise ValueError("headers must be parallel to keys")
+    times: Iterable[int | None] = repeat(None) if timestamps is None else timestamps
+    extras: Iterable[Headers] = repeat(_NO_HEADERS) if headers is None else headers
+    records = zip(keys, values, partitions, times, extras)  # noqa: B905 (checked above)
+    for i, (key, value, partition, ts, hdrs) in enumerate(records):
+        size = (len(key) if key else 0) + (len(value) if value else 0)
+        if hdrs:
+            # A name takes up to 4 UTF-8 bytes a character, each header two length varints.
+            size += sum(len(n) * 4 + len(v or b"") + 10 for n, v in hdrs)
+        if size > roomy:
+            too_large = _too_large(producer, key, value, hdrs)
             if too_large is not None:
                 offsets[i] = too_large
                 continue
@@ -121,7 +155,7 @@ def pack(
         # The common case, inline: the partition's open batch has room.
         batch = open_batch(partition)
         if batch is not None:
-            if batch.builder.append(timestamp=None, key=key, value=value) is not None:
+            if batch.builder.append(timestamp=ts, key=key, value=value, headers=hdrs) is not None:
                 batch.indices.append(i)
                 continue
             packer.retire(batch)
@@ -129,11 +163,14 @@ def pack(
                 sticky = partition = _another(choices, partition)
                 batch = open_batch(partition)
                 if batch is not None:
-                    if batch.builder.append(timestamp=None, key=key, value=value) is not None:
+                    if (
+                        batch.builder.append(timestamp=ts, key=key, value=value, headers=hdrs)
+                        is not None
+                    ):
                         batch.indices.append(i)
                         continue
                     packer.retire(batch)
-        packer.start(partition, i, key, value)
+        packer.start(partition, i, key, value, ts, hdrs)
     return packer.batches()
 
 
@@ -146,13 +183,27 @@ def _another(choices: list[int], current: int) -> int:
     return choices[-1] if other == current else other
 
 
-def _too_large(producer: AIOKafkaProducer, key: bytes | None, value: bytes | None) -> Offset | None:
+def _too_large(
+    producer: AIOKafkaProducer, key: bytes | None, value: bytes | None, headers: Headers
+) -> Offset | None:
     """The failure ``send()`` reports for a record over ``max_request_size``, else None.
 
     A batch takes any first record whatever its size, so without this check an oversized
     record would reach the broker and fail its whole batch; ``send()`` refused it alone,
     with this message.
     """
+    if headers:
+        # check_record_size() knows no headers; this is the same estimate send() makes.
+        size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers)
+        limit = kafka_internals.max_request_size(producer)
+        if size > limit:
+            exc: KafkaError = MessageSizeTooLargeError(
+                f"The message is {size} bytes when serialized which is larger than the "
+                "maximum request size you have configured with the max_request_size "
+                "configuration"
+            )
+            return failure(kafka_error_code(exc), describe(exc))
+        return None
     try:
         kafka_internals.check_record_size(producer, key, value)
     except KafkaError as exc:

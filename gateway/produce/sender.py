@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -34,7 +34,7 @@ from sessions import kafka_internals
 
 from ..errors import GatewayError, describe, kafka_error_code
 from ..kafka import KafkaClients
-from .batching import Batch, Offset, failure, pack
+from .batching import Batch, Headers, Offset, failure, pack
 
 log = logging.getLogger(__name__)
 
@@ -229,8 +229,18 @@ async def send_all(
     partitions: list[int | None],
     known: Collection[int],
     turns: BatchTurns,
+    timestamps: Sequence[int | None] | None = None,
+    headers: Sequence[Headers] | None = None,
+    queued: asyncio.Event | None = None,
 ) -> list[Offset]:
     """One ``offsets`` entry per record, in request order.
+
+    ``timestamps`` (epoch ms) and ``headers`` (v3 produce), when given, run parallel to
+    ``keys``; with ``timestamps`` every delivered entry also carries the record's
+    ``timestamp`` as Kafka keeps it (the broker's clock on a LogAppendTime topic).
+    ``queued`` is set once every record is in the producer's queues (or given up on): a
+    caller may then start its next records, which aiokafka keeps behind these ones in each
+    partition, while these are still awaiting their acknowledgements.
 
     ``known`` is the topic's partitions as :meth:`ProducerGate.partitions` returned them,
     ``turns`` the gate's :class:`BatchTurns`.
@@ -239,7 +249,8 @@ async def send_all(
     stick to one randomly chosen available partition until its batch is full and then move
     to another one, as Java's sticky partitioner does.
 
-    A batch holding at least half the producer's batch size is handed over whole. A smaller
+    A batch holding at least half the producer's batch size (or a record with neither key nor
+    value, which ``send()`` refuses) is handed over whole. A smaller
     one is handed over record by record instead, into whatever batch the producer has open
     for that partition: aiokafka queues only one undelivered batch per partition, so a small
     batch of its own would make concurrent small requests to one partition take one broker
@@ -250,7 +261,7 @@ async def send_all(
     a whole, and each of its records reports that outcome.
     """
     offsets: list[Offset | None] = [None] * len(keys)
-    batches = pack(producer, topic, keys, values, partitions, known, offsets)
+    batches = pack(producer, topic, keys, values, partitions, known, offsets, timestamps, headers)
     whole = kafka_internals.batch_size(producer) // 2
     timeout = kafka_internals.request_timeout_ms(producer) / 1000 + _DELIVERY_MARGIN
     loop = asyncio.get_running_loop()
@@ -261,7 +272,7 @@ async def send_all(
         async with asyncio.timeout_at(deadline):
             for batch in batches:
                 p = batch.partition
-                if batch.full or batch.builder.size() >= whole:
+                if batch.full or batch.builder.size() >= whole or _has_empty(batch, keys, values):
                     try:
                         future = await turns.send_batch(producer, batch.builder, topic, p)
                     except KafkaError as exc:
@@ -274,7 +285,12 @@ async def send_all(
                 for i in batch.indices:
                     try:
                         future = await producer.send(
-                            topic, value=values[i], key=keys[i], partition=p
+                            topic,
+                            value=values[i],
+                            key=keys[i],
+                            partition=p,
+                            timestamp_ms=None if timestamps is None else timestamps[i],
+                            headers=None if headers is None else headers[i],
                         )
                     except KafkaError as exc:
                         offsets[i] = failure(kafka_error_code(exc), describe(exc))
@@ -282,6 +298,9 @@ async def send_all(
                         singles.append((i, future))
     except TimeoutError:
         pass  # records not handed over yet keep None and report the timeout below
+    finally:
+        if queued is not None:
+            queued.set()
     futures = [future for _, future in handed] + [future for _, future in singles]
     if futures:
         await asyncio.wait(futures, timeout=max(0.0, deadline - loop.time()))
@@ -292,16 +311,33 @@ async def send_all(
                 offsets[i] = outcome
         elif outcome is not None:
             partition, base = outcome.partition, outcome.offset
-            for n, i in enumerate(batch.indices):
-                offsets[i] = _delivered(partition, base + n)
+            if timestamps is None:
+                for n, i in enumerate(batch.indices):
+                    offsets[i] = _delivered(partition, base + n)
+            else:
+                # A whole batch's answer carries a time only for LogAppendTime (-1 otherwise).
+                appended = outcome.timestamp if outcome.timestamp_type == 1 else None
+                for n, i in enumerate(batch.indices):
+                    entry = offsets[i] = _delivered(partition, base + n)
+                    entry["timestamp"] = timestamps[i] if appended is None else appended
     for i, future in singles:
         outcome = _outcome(future)
         if isinstance(outcome, dict):
             offsets[i] = outcome
         elif outcome is not None:
-            offsets[i] = _delivered(outcome.partition, outcome.offset)
+            entry = offsets[i] = _delivered(outcome.partition, outcome.offset)
+            if timestamps is not None:
+                # aiokafka gives every record of a CreateTime batch its first record's time.
+                log_append = outcome.timestamp_type == 1
+                entry["timestamp"] = outcome.timestamp if log_append else timestamps[i]
     timed_out = failure(50003, f"Kafka did not acknowledge the record within {timeout:g} s.")
     return [timed_out if o is None else o for o in offsets]
+
+
+def _has_empty(batch: Batch, keys: list[bytes | None], values: list[bytes | None]) -> bool:
+    """A record with neither key nor value: Kafka takes it (v3's ``{}``), ``send()`` refuses it
+    (v2 rejects such records before sending), so its batch must go whole."""
+    return any(keys[i] is None and values[i] is None for i in batch.indices)
 
 
 def _outcome(future: asyncio.Future[Any]) -> RecordMetadata | Offset | None:

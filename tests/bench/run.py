@@ -6,6 +6,7 @@
     python3 -m tests.bench.run --profile latency --profiler cprofile   # CPU self time
     python3 -m tests.bench.run --only mixed [--quick]   # 8 producers + 50 consumers via HAProxy
     python3 -m tests.bench.run --only workers --repeat 3   # one gateway, workers=1 vs workers=2
+    python3 -m tests.bench.run --only v3 [--quick]   # v3 streaming produce, one request
 
 Kafka: ``KAFKA_BOOTSTRAP_SERVERS`` if set, else a private broker from tests/harness/kafka.py.
 Redis (scenarios forwarding, mixed and workers): ``REDIS_URL`` if set, else a private redis-server if one is
@@ -38,16 +39,27 @@ import aiohttp
 import orjson
 from aiokafka.admin import AIOKafkaAdminClient
 
-from tests.bench import bench_idle, bench_mixed, bench_workers
+from tests.bench import bench_idle, bench_mixed, bench_v3, bench_workers
 from tests.bench import bench_scenarios as sc
 from tests.bench.bench_infra import REPO, GatewayProcess, loadavg, new_workdir
 from tests.harness.kafka import KafkaServer, ensure_jars
 from tests.harness.redis import RedisServer
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ALL = ("produce", "latency", "consume", "json", "memory", "forwarding", "idle", "mixed", "workers")
+ALL = (
+    "produce",
+    "latency",
+    "consume",
+    "json",
+    "memory",
+    "forwarding",
+    "idle",
+    "mixed",
+    "workers",
+    "v3",
+)
 NEEDS_REDIS = ("forwarding", "mixed", "workers")
-PROFILABLE = ("produce", "json", "latency", "consume", "forwarding")
+PROFILABLE = ("produce", "json", "latency", "consume", "forwarding", "v3")
 
 
 def _args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -592,6 +604,10 @@ async def bench(args: argparse.Namespace, servers: Servers, workdir: Path) -> di
                         props=dict(kv.split("=", 1) for kv in args.mixed_set),
                     )
                 )
+        if "v3" in only:
+            print("[bench] 10. v3 streaming produce, all records in one request")
+            for _ in reps:
+                show(await bench_v3.v3_stream(ctx, gw.url, sides=sides))
         if "workers" in only and not args.profile:
             print("[bench] 9. produce with workers=1 and workers=2 (one gateway, Redis store)")
             if servers.redis_url is None:
@@ -742,6 +758,15 @@ def tables(out: dict[str, Any]) -> str:
                 f"{_ratio_range(res, (f'produce-{fmt}', v, 'gateway'), (f'produce-{fmt}', v, 'direct'), 'records_per_s')} | "
                 f"{_cpu(g, *gw_keys)} | {_cpu(d, *d_keys)} |{_extra(g, d)}"
             )
+    v3, v3v = "v3-produce-stream", "1 request, all records"
+    g, d = _find(res, v3, v3v, "gateway"), _find(res, v3, v3v, "direct")
+    if g is not None or d is not None:
+        lines.append(
+            f"| v3 streaming produce, {v3v} | {_tp(g)} | {_tp(d)} | "
+            f"{_ratio(g and g['records_per_s'], d and d['records_per_s'])} | "
+            f"{_ratio_range(res, (v3, v3v, 'gateway'), (v3, v3v, 'direct'), 'records_per_s')} | "
+            f"{_cpu(g, *gw_keys)} | {_cpu(d, *d_keys)} |{_extra(g, d)}"
+        )
     lat, lv = "produce-latency", "1 record/request, sequential"
     for p in ("p50", "p99"):
         g = _find(res, lat, lv, "gateway", f"{p}_ms")
