@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -45,6 +46,9 @@ TOTAL_TIMEOUT_S = 15.0
 # version (a lookup that gets one of these registers the schema, as Confluent's proxy does).
 _NOT_FOUND_CODES = frozenset({40401, 40402, 40403, 40404, 40406})
 _CACHE_LIMIT = 10_000
+# The registry's name for a subject's newest version, and how long an answer for it is kept.
+LATEST = -1
+LATEST_TTL_S = 30.0
 
 T = TypeVar("T")
 
@@ -160,6 +164,7 @@ class RegistryClient:
         self._by_id: dict[int, Schema] = {}
         self._ids: dict[tuple[str, Schema], int] = {}
         self._versions: dict[tuple[str, int], SubjectVersion] = {}
+        self._latest: dict[str, tuple[float, SubjectVersion]] = {}  # (when fetched, version)
         self._inflight: dict[Any, asyncio.Future[Any]] = {}
 
     @property
@@ -199,32 +204,45 @@ class RegistryClient:
         return await self._once(("id", schema_id), fetch)
 
     async def subject_version(self, subject: str, version: int) -> SubjectVersion:
-        """``GET /subjects/{subject}/versions/{version}``; cached (a version's content is fixed)."""
+        """``GET /subjects/{subject}/versions/{version}``; cached (a version's content is fixed).
+
+        ``version`` -1 is the subject's *latest* version, which moves whenever a schema is
+        registered: it is kept for :data:`LATEST_TTL_S` only, so producers that name no
+        version pick up a new one within that time instead of at the next restart.
+        """
         key = (subject, version)
+        if version == LATEST:
+            latest = self._latest.get(subject)
+            if latest is not None and time.monotonic() - latest[0] < LATEST_TTL_S:
+                return latest[1]
+            found = await self._once(
+                ("version", key), lambda: self._fetch_version(subject, version)
+            )
+            _remember(self._latest, subject, (time.monotonic(), found))
+            return found
         cached = self._versions.get(key)
         if cached is not None:
             return cached
+        return await self._once(("version", key), lambda: self._fetch_version(subject, version))
 
-        async def fetch() -> SubjectVersion:
-            body = await self._call(
-                "GET",
-                f"/subjects/{_seg(subject)}/versions/{version}",
-                context=(
-                    f"Error when fetching schema by version. subject = {subject}, "
-                    f"version = {version}"
-                ),
-            )
-            found = SubjectVersion(
-                subject=str(body.get("subject", subject)),
-                version=_int(body, "version", version),
-                id=_int(body, "id"),
-                schema=_schema(body),
-            )
-            _remember(self._versions, key, found)
-            _remember(self._by_id, found.id, found.schema)
-            return found
-
-        return await self._once(("version", key), fetch)
+    async def _fetch_version(self, subject: str, version: int) -> SubjectVersion:
+        body = await self._call(
+            "GET",
+            f"/subjects/{_seg(subject)}/versions/{version}",
+            context=(
+                f"Error when fetching schema by version. subject = {subject}, version = {version}"
+            ),
+        )
+        found = SubjectVersion(
+            subject=str(body.get("subject", subject)),
+            version=_int(body, "version", version),
+            id=_int(body, "id"),
+            schema=_schema(body),
+        )
+        # Under its own number: "latest" answered with version N is version N for good.
+        _remember(self._versions, (found.subject, found.version), found)
+        _remember(self._by_id, found.id, found.schema)
+        return found
 
     async def lookup(self, subject: str, schema: Schema) -> tuple[int, int] | None:
         """``POST /subjects/{subject}``: ``(id, version)`` if ``schema`` is registered there."""

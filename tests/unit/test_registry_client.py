@@ -174,3 +174,27 @@ async def test_references_resolve_transitively_dependencies_first() -> None:
     found = await client.references(main)
     assert list(found) == ["c.proto", "b.proto"]
     assert found["b.proto"].schema == "B"
+
+
+async def test_latest_version_is_kept_briefly_and_then_asked_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A producer naming no version must see a newly registered one without a restart."""
+    import gateway.registry.client as module
+
+    path = ("GET", "/subjects/s/versions/-1")
+    client, transport = await client_with(
+        {path: (200, {"subject": "s", "version": 1, "id": 10, "schema": '"string"'})}
+    )
+    now = [1000.0]
+    monkeypatch.setattr(module.time, "monotonic", lambda: now[0])
+    assert (await client.subject_version("s", -1)).version == 1
+    assert (await client.subject_version("s", -1)).version == 1
+    assert len(transport.calls) == 1  # kept within the TTL
+    transport.answers[path] = (200, {"subject": "s", "version": 2, "id": 11, "schema": '"int"'})
+    now[0] += module.LATEST_TTL_S + 1
+    assert (await client.subject_version("s", -1)).id == 11
+    assert len(transport.calls) == 2
+    # The version "latest" named is now known by its number, for good.
+    assert (await client.subject_version("s", 2)).id == 11
+    assert len(transport.calls) == 2
