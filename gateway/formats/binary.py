@@ -48,6 +48,16 @@ def serialize(value: Any) -> bytes | None:
         raise _invalid(value) from None
 
 
+def serialize_all(values: list[Any]) -> list[bytes | None]:
+    """:func:`serialize` over a request's column: one C call per value when every value is
+    canonical base64 (or null), the per-value rules otherwise (and for the error)."""
+    a2b = binascii.a2b_base64
+    try:
+        return [None if v is None else a2b(v, strict_mode=True) for v in values]
+    except (ValueError, TypeError):  # one value is not canonical (or not a string)
+        return [serialize(v) for v in values]
+
+
 def deserialize(data: bytes | None) -> str | None:
     """Kafka bytes -> the JSON string a consumer sees (padded, one line); ``None`` stays null."""
     if data is None:

@@ -38,13 +38,21 @@ class Encoded:
 Encoder = Callable[[web.Application, str, ProduceRequest], Awaitable[Encoded]]
 
 
-def _plain(serialize: Callable[[Any], bytes | None]) -> Encoder:
-    """A schema-less format: each key and value converted on its own; schema fields ignored."""
+def _plain(serialize: Callable[[list[Any]], list[bytes | None]]) -> Encoder:
+    """A schema-less format: keys and values converted column by column; schema fields
+    ignored."""
 
     async def encode(app: web.Application, topic: str, request: ProduceRequest) -> Encoded:
-        return Encoded([serialize(k) for k in request.keys], [serialize(v) for v in request.values])
+        keys = request.keys
+        # Keyless requests (most of them) skip the key column's conversion entirely.
+        no_keys = keys.count(None) == len(keys)
+        return Encoded(list(keys) if no_keys else serialize(keys), serialize(request.values))
 
     return encode
+
+
+def _each(serialize: Callable[[Any], bytes | None]) -> Callable[[list[Any]], list[bytes | None]]:
+    return lambda column: [serialize(v) for v in column]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +127,8 @@ def _convert(side: _Side | None, data: Any, missing: str, code: int) -> bytes | 
 
 
 ENCODERS: dict[str, Encoder] = {
-    "binary": _plain(binary.serialize),
-    "json": _plain(json.serialize),
+    "binary": _plain(binary.serialize_all),
+    "json": _plain(_each(json.serialize)),
     "avro": _schema_format("avro"),
     "jsonschema": _schema_format("jsonschema"),
     "protobuf": _schema_format("protobuf"),

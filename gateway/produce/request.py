@@ -43,20 +43,22 @@ def parse_produce_request(body: Any) -> ProduceRequest:
     records = as_list(body.get("records"), "records")
     if not records:
         raise unprocessable("records must not be empty.")
-    keys: list[Any] = []
-    values: list[Any] = []
-    partitions: list[int | None] = []
-    for record in records:
-        if type(record) is not dict or not record.keys() <= _RECORD_FIELDS:
+    # Column by column, in comprehensions: a request carries hundreds of records, and an
+    # explicit loop appending to three lists was most of this function's time.
+    if not all(type(r) is dict and r.keys() <= _RECORD_FIELDS for r in records):
+        for record in records:
             expect_object(record, _RECORD_FIELDS, "record")  # raises the precise error
-        keys.append(record.get("key"))
-        values.append(record.get("value"))
-        partition = record.get("partition")
-        if type(partition) is not int or not INT32[0] <= partition <= INT32[1]:
-            # Java's Integer, else Jackson's 400. A partition the topic lacks (negative ones
-            # included) is refused with its range once the topic's partitions are known.
-            partition = as_int(partition, "partition")
-        partitions.append(partition)
+    keys: list[Any] = [r.get("key") for r in records]
+    values: list[Any] = [r.get("value") for r in records]
+    partitions: list[Any] = [r.get("partition") for r in records]
+    if partitions.count(None) != len(partitions):
+        lo, hi = INT32
+        # Java's Integer, else Jackson's 400. A partition the topic lacks (negative ones
+        # included) is refused with its range once the topic's partitions are known.
+        partitions = [
+            p if p is None or (type(p) is int and lo <= p <= hi) else as_int(p, "partition")
+            for p in partitions
+        ]
     return ProduceRequest(
         keys,
         values,
