@@ -1,8 +1,8 @@
 """``GET /openapi.json``: the OpenAPI 3.1 document of the API this replica serves.
 
 One document (``openapi.json`` next to this module, shipped as package data) describes the
-whole listener: the Confluent v2 API, ``/readyz``, this endpoint, and the built-in Schema
-Registry, whose operations are tagged ``schema-registry``. One document, because it is one
+whole listener: the Confluent v2 API, Confluent's API v3 (tagged ``v3``), ``/readyz``, this
+endpoint, and the built-in Schema Registry, whose operations are tagged ``schema-registry``. One document, because it is one
 server at one base URL with one error shape, and a client generator or a fuzzer pointed at the
 gateway should find everything it can call in one place. The registry's routes exist only
 with ``schema.registry.builtin=true``, so a replica without it serves the document without

@@ -22,10 +22,12 @@ from typing import Any
 from aiohttp import web
 from aiokafka.admin import AIOKafkaAdminClient
 
+from ..context import CONFIG
 from ..errors import GatewayError
 from ..kafka_pool import kafka_of
 from ..paths import check_path_utf8
 from ..security.authz import authorizer
+from ..topics import check_client_topics
 from . import config_bodies, config_brokers, config_cluster
 from .cluster import NOT_FOUND, checked_cluster
 from .config_entries import ConfigEntry, by_name, fields, find
@@ -84,6 +86,7 @@ async def get_config(request: web.Request) -> web.Response:
 
 async def update_config(request: web.Request) -> web.Response:
     topic = _path_topic(request)
+    check_client_topics(request.app[CONFIG], [topic])
     authorizer(request).topics(request, "alter", [topic])
     body = await read_object(request, config_bodies.PUT_FIELDS)
     op = AlterOp(request.match_info["name"], SET, config_bodies.put_value(body))
@@ -94,6 +97,7 @@ async def update_config(request: web.Request) -> web.Response:
 async def reset_config(request: web.Request) -> web.Response:
     check_no_body_type(request)
     topic = _path_topic(request)
+    check_client_topics(request.app[CONFIG], [topic])
     authorizer(request).topics(request, "alter", [topic])
     op = AlterOp(request.match_info["name"], DELETE)
     _raise_refusal(await _change(request, [(topic, [op])], validate_only=False))
@@ -103,11 +107,13 @@ async def reset_config(request: web.Request) -> web.Response:
 async def alter_configs(request: web.Request) -> web.Response:
     topic = _path_topic(request)
     if topic != ALL:  # the multi-topic form names its topics in the body
+        check_client_topics(request.app[CONFIG], [topic])
         authorizer(request).topics(request, "alter", [topic])
     body = await read_object(request, config_bodies.ALTER_FIELDS)
     dry_run = config_bodies.validate_only(body)
     if topic == ALL:
         changes = config_bodies.topic_alters(body)
+        check_client_topics(request.app[CONFIG], [t for t, _ in changes])
         authorizer(request).topics(request, "alter", [t for t, _ in changes])
     else:
         changes = [(topic, config_bodies.alter_ops(body))]

@@ -30,6 +30,9 @@ _CLIENT_MISTAKES = (
     ke.InvalidReplicationAssignmentError,
     ke.UnsupportedVersionError,
     ke.SecurityDisabled,
+    # Kafka's UNKNOWN_SERVER_ERROR, which Confluent maps to 400 as well: what a broker answers
+    # e.g. a partition increase that would write more than its admin-record limit.
+    ke.UnknownError,
 )
 # Kafka error codes with no aiokafka class of their own that are client mistakes as well.
 TOPIC_DELETION_DISABLED = 73

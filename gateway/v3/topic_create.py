@@ -88,6 +88,24 @@ def legal_topic_name(name: str | None) -> bool:
     )
 
 
+# A topic with more partitions than this is a client mistake answered here: Kafka's KRaft
+# controller refuses any admin operation writing more than 10,000 records (one per new
+# partition), and a count in the millions keeps it busy past the request's deadline before
+# it does, which the client would see as Kafka being unavailable.
+MAX_PARTITIONS = 10_000
+
+
+def check_partition_count(count: int | None) -> int | None:
+    if count is not None and count > MAX_PARTITIONS:
+        raise GatewayError(
+            400,
+            40002,
+            f"Invalid partitions_count {count}: at most {MAX_PARTITIONS} partitions can be"
+            " created in one request (Kafka's limit on records per admin operation).",
+        )
+    return count
+
+
 async def read_new_topic(request: web.Request) -> NewTopic:
     body = await read_object(request, FIELDS, empty="Request body is empty. Data is required.")
     name = as_str(body.get("topic_name"), "topic_name")
@@ -95,7 +113,7 @@ async def read_new_topic(request: web.Request) -> NewTopic:
         raise payload_error("Invalid topic name.")
     return NewTopic(
         name=name,
-        partitions=as_int(body.get("partitions_count"), "partitions_count"),
+        partitions=check_partition_count(as_int(body.get("partitions_count"), "partitions_count")),
         replication_factor=as_int(body.get("replication_factor"), "replication_factor", INT16),
         assignments=_assignments(body.get("replicas_assignments")),
         configs=_configs(body.get("configs")),

@@ -4,6 +4,8 @@ A document that lists an operation the gateway does not route, or misses one it 
 every client generated from it and hides an endpoint from the schemathesis run
 (test_schemathesis.py), so both directions are checked, for a replica with and without the
 built-in registry. The document itself must be valid OpenAPI 3.1 and served as kept in the repo.
+The v3 operations (Confluent's API v3, tag ``v3``) speak ``application/json`` only and promise
+``Retry-After`` on their 503, as the fuzzer then checks on the wire.
 """
 
 from __future__ import annotations
@@ -122,6 +124,29 @@ def test_operations_are_complete() -> None:
                     # Confluent answers a record's auth failure with the produce response.
                     per_record = op["operationId"].startswith("produce") and status in AUTH
                     assert ERROR_REF in schema or per_record, f"{label} {status}: not an error"
+
+
+def test_v3_operations_are_tagged_json_only_and_retriable() -> None:
+    doc = document(builtin_registry=False)
+    responses = doc["components"]["responses"]
+    v3 = [(m, p, op) for m, p, op in _operations(doc) if p.startswith("/v3")]
+    assert len(v3) >= 40, "the v3 API is documented"
+    tagged = {(m, p) for m, p, op in _operations(doc) if "v3" in op.get("tags", ())}
+    assert tagged == {(m, p) for m, p, _ in v3}
+    for method, path, op in v3:
+        label = f"{method} {path}"
+        assert op["tags"] == ["v3"], label
+        if "requestBody" in op:
+            assert set(op["requestBody"]["content"]) == {"application/json"}, label
+        for status, response in op["responses"].items():
+            if "$ref" in response:
+                response = responses[response["$ref"].rsplit("/", 1)[1]]
+            assert set(response.get("content", {"application/json": 0})) == {"application/json"}, (
+                f"{label} {status}"
+            )
+        unavailable = op["responses"]["503"]
+        unavailable = responses[unavailable["$ref"].rsplit("/", 1)[1]]
+        assert unavailable["headers"]["Retry-After"]["required"] is True, label
 
 
 def test_partition_parameters_are_int32_at_least_zero() -> None:
