@@ -145,7 +145,9 @@ def build_app(config: Config, worker: WorkerIdentity | None = None) -> web.Appli
         config, transport=builtin.InProcessTransport(registry) if registry is not None else None
     )
     sessions = InstanceRouter(
-        directory=open_directory(config.session_store_url),
+        directory=open_directory(
+            config.session_store_url, wait_replicas=config.session_store_wait_replicas
+        ),
         factory=instance_factory(config),
         node_url=config.self_url,
         node_name=worker.node_name(config.self_url.split("://", 1)[-1]) if worker else None,

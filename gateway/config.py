@@ -112,10 +112,25 @@ def _listeners(value: str) -> tuple[Listener, ...]:
 
 
 def _session_store(value: str) -> str:
+    """``memory://`` or a Redis URL of any form (one server, Sentinel, Cluster; see
+    :mod:`sessions.redis_connect`), checked at start-up: a typo in a host list or an
+    option must stop the replica, not surface as a 503 on the first request."""
+    from sessions.redis_connect import parse_store_url
+
     v = value.strip()
-    if not (v.startswith(("redis://", "rediss://", "unix://")) or v == "memory://"):
-        raise ValueError(f"{redact(value)!r} must be memory:// or a redis:// / rediss:// URL")
+    if v == "memory://":
+        return v
+    try:
+        parse_store_url(v)
+    except ValueError as exc:
+        raise ValueError(f"{redact(value)!r}: {exc}") from None
     return v
+
+
+def _wait_replicas(value: str) -> int:
+    """``auto`` is -1: the store decides (see :mod:`sessions.redis_store`)."""
+    v = value.strip().lower()
+    return -1 if v == "auto" else _int(-1, 16)(v)
 
 
 def _workers(value: str) -> int:
@@ -270,7 +285,17 @@ class Config:
         "session.store.url",
         "memory://",
         _session_store,
-        "where instance ownership lives: `memory://` (one process) or `redis://host:6379/0`",
+        "where instance ownership lives: `memory://` (one process), `redis://host:6379/0` "
+        "(`rediss://` TLS, `unix://`), `redis+sentinel://h1:26379,h2:26379/name[/db]` or "
+        "`redis+cluster://h1:6379,h2:6379` (`rediss+…` for TLS); see Session store high availability",
+    )
+    session_store_wait_replicas: int = _setting(
+        "session.store.wait.replicas",
+        -1,
+        _wait_replicas,
+        "replicas of the session store that must confirm each ownership change (create, claim,"
+        " delete, lease renewal) before it is acted on (`WAIT`); `auto`: 1 with Sentinel or a"
+        " Cluster whose shard has replicas, 0 with `redis://`; unconfirmed changes answer 503",
     )
     cluster_secret: str = _setting(
         "cluster.secret",
@@ -302,6 +327,15 @@ class Config:
         10_000,
         _int(0),
         "bound on waiting for a topic's metadata when producing",
+    )
+    # Java's name and values, plus `auto` (see gateway/kafka.py: producer_options) so a
+    # migrated file's `producer.enable.idempotence=false` still means what it meant there.
+    producer_enable_idempotence: str = _setting(
+        "producer.enable.idempotence",
+        "auto",
+        _choice("auto", "true", "false"),
+        "idempotent produce (a retry after a leader change writes no duplicate): `auto` is on"
+        " unless `producer.acks` is not `all` or the brokers refuse it, `true` requires it",
     )
     kafka_timeout_ms: int = _setting(
         "kafka.timeout.ms", 10_000, _int(1), "bound on any other Kafka call"

@@ -2,6 +2,9 @@
 
 The clients start lazily and restart after failures, so the gateway comes up while Kafka is
 down and heals by itself when it returns; every start is bounded by ``kafka.timeout.ms``.
+
+The producer writes with ``acks=all`` and, by default, idempotently (see
+:func:`producer_options` for what that takes and what it changes).
 """
 
 from __future__ import annotations
@@ -15,10 +18,17 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    IncompatibleBrokerVersion,
+    UnsupportedVersionError,
+)
+
+from sessions.kafka_internals import keep_sequences_dense
 
 from . import kafka_security
 from .config import Config
-from .errors import describe, kafka_unavailable
+from .errors import GatewayError, describe, kafka_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +81,82 @@ def _coerce(raw: str, default: Any, key: str) -> Any:
     return text
 
 
+# Why a broker may refuse InitProducerId: it predates idempotence (Kafka < 0.11), or the
+# principal may neither IdempotentWrite the cluster nor Write any topic (KIP-679).
+_IDEMPOTENCE_REFUSED = (
+    ClusterAuthorizationFailedError,
+    UnsupportedVersionError,
+    IncompatibleBrokerVersion,
+)
+
+
+def producer_options(config: Config, settings: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+    """The producer's keyword arguments, and whether a refused idempotence may be dropped.
+
+    ``settings`` are the translated ``producer.*``/``client.*`` settings (and credentials).
+
+    **What idempotence is for.** A produce request whose answer is lost (the leader was killed
+    after appending, a connection dropped) is retried by aiokafka; without idempotence the
+    retry appends the batch a second time. With it the producer owns a producer id and numbers
+    every batch per partition, the broker keeps the last numbers with the log (replicated, so
+    a new leader knows them too) and acknowledges a retried batch without appending it again.
+
+    **What aiokafka requires with it**: ``acks=all`` (anything else is a ``ValueError`` at
+    construction, hence the check below, as Java's producer does: ``auto`` quietly gives
+    idempotence up for ``producer.acks=0/1``, ``true`` refuses to start), and one
+    ``InitProducerId`` round trip before the first send (inside ``start()``, bounded like
+    the rest of it by ``kafka.timeout.ms``). Only ``auto`` falls back to a plain producer when
+    the brokers refuse that request (see ``_IDEMPOTENCE_REFUSED``); ``true`` then answers 503.
+    aiokafka never has more than one batch per partition in flight, so Kafka's limit of five
+    is met without ``max.in.flight.requests.per.connection``.
+
+    **What it changes for the gateway's batch path** (``gateway/produce/sender.py`` hands whole
+    ``BatchBuilder`` batches to ``send_batch``): nothing the gateway must do. Such a batch is
+    built with a placeholder producer id; aiokafka's accumulator stamps the producer id, epoch
+    and the partition's next base sequence into every batch when the sender first drains it
+    (``MessageAccumulator._pop_batch``), whether it came from ``send()`` or ``send_batch()``,
+    and a retried batch keeps its numbers. Two behaviours do change:
+
+    * a batch is no longer failed once older than the request timeout while retriable errors
+      last (aiokafka retries an idempotent batch until it is written): the gateway still
+      answers within its own bound (50003 for records not acknowledged in time), and such a
+      record may be written later, but once only;
+    * aiokafka (0.14) does not renumber after a batch the broker *rejected* (an invalid
+      record, e.g. a keyless record on a compacted topic, a timestamp outside the topic's
+      range, a record too large for the topic): its sequence numbers stay used, and every
+      later batch of this producer to that partition failed with OUT_OF_ORDER_SEQUENCE_NUMBER
+      until the replica restarted (``tests/integration/test_idempotence.py`` shows it). Java's
+      producer repairs this; here ``sessions.kafka_internals.keep_sequences_dense`` does.
+    """
+    kwargs: dict[str, Any] = {
+        "linger_ms": 0,
+        "request_timeout_ms": max(config.kafka_timeout_ms, 1000),
+        **settings,
+    }
+    kwargs["acks"] = acks = _acks(kwargs.get("acks", "all"))
+    wanted = config.producer_enable_idempotence
+    if wanted == "true" and acks != "all":
+        from .config import ConfigError
+
+        raise ConfigError(
+            f"producer.enable.idempotence: true needs producer.acks=all, not {acks!r}"
+        )
+    kwargs["enable_idempotence"] = idempotent = wanted != "false" and acks == "all"
+    return kwargs, idempotent and wanted == "auto"
+
+
+def _acks(raw: Any) -> Any:
+    """Java's ``acks`` values (``all``, ``-1``, ``0``, ``1``) as aiokafka takes them."""
+    text = str(raw).strip().lower()
+    if text in ("all", "-1"):
+        return "all"
+    if text in ("0", "1"):
+        return int(text)
+    from .config import ConfigError
+
+    raise ConfigError(f"producer.acks: {raw!r} is not one of all, -1, 0, 1")
+
+
 class KafkaClients:
     """Owns the shared producer and admin client; explicit ``start()`` / ``stop()``."""
 
@@ -83,9 +169,11 @@ class KafkaClients:
         self._lock = asyncio.Lock()
         self._stopped = False
         self._timeout = config.kafka_timeout_ms / 1000
-        self._producer_kwargs = kafka_kwargs(
-            config.producer_settings(), AIOKafkaProducer, source="producer"
-        ) | dict(credentials or {})
+        self._producer_kwargs, self._may_drop_idempotence = producer_options(
+            config,
+            kafka_kwargs(config.producer_settings(), AIOKafkaProducer, source="producer")
+            | dict(credentials or {}),
+        )
         self._admin_kwargs = kafka_kwargs(
             config.admin_settings(), AIOKafkaAdminClient, source="admin"
         ) | dict(credentials or {})
@@ -114,17 +202,29 @@ class KafkaClients:
         async with self._lock:
             self._check_running()
             if self._producer is None:
-                kwargs = {
-                    "acks": "all",
-                    "enable_idempotence": False,
-                    "linger_ms": 0,
-                    "request_timeout_ms": max(self.config.kafka_timeout_ms, 1000),
-                    **self._producer_kwargs,
-                }
-                p = AIOKafkaProducer(bootstrap_servers=self.config.bootstrap_servers, **kwargs)
-                await self._start(p.start(), p.stop, kwargs)
-                self._producer = p
+                try:
+                    self._producer = await self._start_producer(self._producer_kwargs)
+                except GatewayError as exc:
+                    if not (
+                        self._may_drop_idempotence
+                        and isinstance(exc.__cause__, _IDEMPOTENCE_REFUSED)
+                    ):
+                        raise
+                    log.warning(
+                        "Kafka refused an idempotent producer (%s); producing without"
+                        " idempotence (set producer.enable.idempotence=false to skip the try)",
+                        describe(exc.__cause__),
+                    )
+                    self._producer_kwargs["enable_idempotence"] = False
+                    self._may_drop_idempotence = False
+                    self._producer = await self._start_producer(self._producer_kwargs)
         return self._producer
+
+    async def _start_producer(self, kwargs: Mapping[str, Any]) -> AIOKafkaProducer:
+        p = AIOKafkaProducer(bootstrap_servers=self.config.bootstrap_servers, **kwargs)
+        keep_sequences_dense(p)
+        await self._start(p.start(), p.stop, kwargs)
+        return p
 
     async def admin(self) -> AIOKafkaAdminClient:
         if self._admin is not None:

@@ -14,14 +14,19 @@ produce and metadata paths share it without ``sessions`` importing ``gateway``.
 
 from __future__ import annotations
 
-import random
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.consumer.subscription_state import SubscriptionType
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import (
+    BrokerResponseError,
+    DuplicateSequenceNumber,
+    KafkaConnectionError,
+    KafkaError,
+)
 from aiokafka.protocol.metadata import MetadataRequest
 from aiokafka.structs import OffsetAndMetadata
 
@@ -38,6 +43,7 @@ __all__ = [
     "fetcher_dead",
     "fetcher_timeout",
     "forget_missing_topic",
+    "keep_sequences_dense",
     "max_request_size",
     "metadata_topics",
     "partitioner",
@@ -171,24 +177,34 @@ async def ping_brokers(client: Any) -> None:
     """One cheap round trip to any broker of ``client`` (an ``AIOKafkaClient``): a Metadata
     request naming no topics. ``fetch_all_metadata`` would ask for every topic of the cluster,
     which a readiness probe running several times a second must not cost a large cluster.
-    Brokers are tried in turn, so one broker down does not fail the ping."""
+
+    Every known broker is asked at once and the first answer wins: with one broker of three
+    dead or frozen, the ping still answers in a round trip instead of waiting out that
+    broker's timeout first, so a single broker failure never makes every replica look
+    unready at the same moment (a load balancer would then have no replica left)."""
     request = MetadataRequest([])
     nodes: list[Any] = [b.nodeId for b in client.cluster.brokers()] or ["bootstrap"]
-    random.shuffle(nodes)  # as aiokafka's own metadata refresh: no broker asked first always
-    failure: BaseException | None = None
-    for node_id in nodes:
+
+    async def ask(node_id: Any) -> None:
         conn = await client._get_conn(node_id)
         if conn is None:
-            continue
-        try:
-            await conn.send(request)
-        except Exception as exc:
-            failure = exc
-            continue
-        return
-    raise KafkaConnectionError(
-        f"no broker answered a metadata request ({failure or 'no connection'})"
-    )
+            raise KafkaConnectionError(f"no connection to broker {node_id}")
+        await conn.send(request)
+
+    pending = {asyncio.ensure_future(ask(n)) for n in nodes}
+    failure: BaseException | None = None
+    try:
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                exc = task.exception()
+                if exc is None:
+                    return
+                failure = exc
+    finally:
+        for task in pending:
+            task.cancel()
+    raise KafkaConnectionError(f"no broker answered a metadata request ({failure})")
 
 
 async def admin_request(
@@ -197,3 +213,62 @@ async def admin_request(
     """Send a raw protocol request (e.g. a metadata request that must not create topics), to
     any broker or to ``node_id`` (a ListOffsets request must reach the partition's leader)."""
     return await admin._send_request(request, node_id)
+
+
+def keep_sequences_dense(producer: AIOKafkaProducer) -> None:
+    """Give back the sequence numbers of a batch the broker rejected, as Java's producer does.
+
+    The broker accepts a producer's next batch to a partition only if its first sequence
+    number follows the last one it appended. aiokafka numbers a batch when it first leaves the
+    queue and keeps the numbers of one that fails for good, so after one rejected batch the
+    partition is lost to this producer. Handing the numbers back is safe exactly when the
+    broker cannot have appended the batch and no later batch was numbered after it:
+
+    * the batch was sent at most once (``retry_count == 1``: numbered and sent, or numbered
+      and expired unsent) and failed with a broker's non-retriable answer (it appended
+      nothing) or with a retriable error (with idempotence aiokafka retries those, except a
+      batch expiring unsent while its partition has no leader);
+    * the partition's next number is still the one after this batch: aiokafka keeps one
+      batch per partition in flight and fails it before the next leaves the queue, so this
+      holds unless the producer failed as a whole.
+
+    A batch that was sent more than once (a lost answer, then a refusal) may have been
+    appended by its first attempt; its numbers are kept (later batches of the partition then
+    fail, which loses nothing, where reusing them could make the broker take a new batch for
+    a duplicate of the old one and acknowledge records it never wrote).
+
+    Installed on the gateway's producer by ``gateway.kafka``; exercised on a real producer's
+    accumulator by ``tests/unit/test_kafka_settings.py``.
+    """
+    txn = producer._txn_manager
+    if txn is None:
+        return
+    accumulator = producer._message_accumulator
+    pop = accumulator._pop_batch
+
+    def numbered(tp: Any) -> Any:
+        batch = pop(tp)
+        if batch.retry_count != 1 or not txn.has_pid():
+            return batch
+        end = txn.sequence_number(tp)
+        start = end - batch.record_count
+        fail = batch.failure
+
+        def failure(exception: BaseException) -> None:
+            # Retriable: only an unsent batch expiring fails so (aiokafka retries the rest).
+            # A broker's answer (a BrokerResponseError): the broker appended nothing.
+            unwritten = isinstance(exception, KafkaError) and (
+                exception.retriable
+                or (
+                    isinstance(exception, BrokerResponseError)
+                    and not isinstance(exception, DuplicateSequenceNumber)
+                )
+            )
+            if batch.retry_count == 1 and unwritten and txn.sequence_number(tp) == end:
+                txn._sequence_numbers[tp] = start
+            fail(exception)
+
+        batch.failure = failure
+        return batch
+
+    accumulator._pop_batch = numbered

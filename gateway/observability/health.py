@@ -26,6 +26,7 @@ from typing import Any
 from aiohttp import web
 
 from sessions import kafka_internals
+from sessions.redis_connect import StoreClient, census_key, connect, parse_store_url
 from sessions.router import InstanceRouter
 
 from ..config import redact
@@ -77,17 +78,15 @@ class HealthProbe:
         self._interval_s = interval_s
         self.checks: dict[str, tuple[Check, Probe]] = {"kafka": (Check("kafka"), self._ping_kafka)}
         self._redis: Any = None
+        self._store_client: StoreClient | None = None
         if store_url != "memory://":
-            import redis.asyncio as aioredis
-
             # Its own small client: a probe must not queue behind the directory's traffic,
-            # and the census count for /metrics rides on it too.
-            self._redis = aioredis.from_url(
-                store_url,
-                socket_timeout=timeout_s,
-                socket_connect_timeout=timeout_s,
-                retry_on_timeout=False,
-            )
+            # and the census count for /metrics rides on it too. Any URL form: behind
+            # Sentinel it follows the primary, on a Cluster the census key's shard.
+            address = parse_store_url(store_url)
+            self._store_client = connect(address, timeout_s=timeout_s, max_connections=4)
+            self._redis = self._store_client.redis
+            self._census_key = census_key(address)
             self.checks["redis"] = (Check("redis"), self._ping_redis)
             self._store = redact(store_url)
         if registry is not None:
@@ -107,9 +106,9 @@ class HealthProbe:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._task = None
-        if self._redis is not None:
+        if self._store_client is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._redis.aclose(), self._timeout_s)
+                await asyncio.wait_for(self._store_client.close(), self._timeout_s)
 
     # --- the verdict ---------------------------------------------------------------------
 
@@ -133,7 +132,7 @@ class HealthProbe:
         """Live consumer instances cluster-wide (the directory's census sorted set)."""
         if self._redis is None:
             return None
-        return int(await self._redis.eval(_CENSUS, 1, CENSUS_KEY))
+        return int(await self._redis.eval(_CENSUS, 1, self._census_key))
 
     # --- probing -------------------------------------------------------------------------
 
@@ -181,10 +180,10 @@ class HealthProbe:
             self._registry_loaded = True
 
 
-# The directory's census (sessions/directory.py): member = record key, score = its expiry in
-# Redis server time (ms). Only live members count; expired ones are left for the directory's
-# own scripts to remove (a read-only probe writes nothing).
-CENSUS_KEY = "eg:census"
+# The directory's census (sessions/redis_store.py; its key: sessions.redis_connect.census_key):
+# member = record key, score = its expiry in Redis server time (ms). Only live members count;
+# expired ones are left for the directory's own scripts to remove (a read-only probe writes
+# nothing).
 _CENSUS = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

@@ -52,14 +52,12 @@ class LocalWriteLock:
 
 class RedisWriteLock:
     def __init__(self, url: str, key: str, ttl_ms: int, io_timeout_s: float = 2.0) -> None:
-        import redis.asyncio as aioredis
+        from sessions.redis_connect import connect_url
 
-        self._redis: Any = aioredis.from_url(
-            url,
-            socket_timeout=io_timeout_s,
-            socket_connect_timeout=io_timeout_s,
-            retry_on_timeout=False,
-        )
+        # Every session.store.url form (one server, Sentinel, Cluster): the lock is one key,
+        # so it lives on one primary whatever the deployment.
+        self._client = connect_url(url, timeout_s=io_timeout_s)
+        self._redis: Any = self._client.redis
         self._key = key
         self._ttl_ms = ttl_ms
         self._local = LocalWriteLock()
@@ -87,14 +85,14 @@ class RedisWriteLock:
             try:
                 if await self._redis.set(self._key, token, nx=True, px=self._ttl_ms):
                     return
-            except (rex.RedisError, OSError) as exc:
+            except (rex.RedisError, rex.RedisClusterException, OSError) as exc:
                 raise no_writer_lock(f"session store unavailable ({exc})") from exc
             if loop.time() >= deadline:
                 raise timed_out("waiting for another replica's schema registry write")
             await asyncio.sleep(random.uniform(0.002, 0.02))
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        await self._client.close()
 
 
 def open_write_lock(store_url: str, topic: str, ttl_ms: int) -> WriteLock:
