@@ -219,14 +219,21 @@ def connect(
     auth: dict[str, Any] = {"username": address.username, "password": address.password}
     tls = _tls_kwargs(address) if address.tls else {}
     if address.kind == "sentinel":
+        from redis.asyncio.retry import Retry
         from redis.asyncio.sentinel import Sentinel
+        from redis.backoff import NoBackoff
 
         sentinel_tls = (
             address.tls and _BOOLEANS[address.options.get("sentinel_ssl", "true").lower()]
         )
+        # Each sentinel is asked once, briefly, and then the next: redis-py's default retries
+        # (with backoff) would spend the whole budget on the first sentinel when it is down or
+        # refuses the handshake, and a replica would lose its store with two sentinels up.
+        per_sentinel_s = timeout_s / max(1, len(address.nodes))
         sentinel_kwargs: dict[str, Any] = {
-            "socket_timeout": timeout_s,
-            "socket_connect_timeout": timeout_s,
+            "retry": Retry(NoBackoff(), 0),
+            "socket_timeout": per_sentinel_s,
+            "socket_connect_timeout": per_sentinel_s,
             "username": address.options.get("sentinel_username") or None,
             "password": address.options.get("sentinel_password") or None,
             **(_tls_kwargs(address) if sentinel_tls else {}),

@@ -46,7 +46,7 @@ async def produce(args: argparse.Namespace) -> dict[str, Any]:
     producer = AIOKafkaProducer(
         bootstrap_servers=args.bootstrap,
         acks="all",
-        enable_idempotence=False,
+        enable_idempotence=True,  # as the gateway (producer.enable.idempotence=auto)
         linger_ms=0,
         request_timeout_ms=10_000,
     )

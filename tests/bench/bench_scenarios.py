@@ -4,7 +4,7 @@ Both halves of a scenario do the same work on their own fresh topic, one right a
 other, in the same run, so they share the machine's conditions; the result that matters is
 their ratio. The gateway half is an HTTP client (one pooled aiohttp session) talking to a
 gateway process; the direct half is the aiokafka client an application would otherwise embed,
-configured like the gateway's own (acks=all, linger 0, no idempotence), so the ratio isolates
+configured like the gateway's own (acks=all, linger 0, idempotent), so the ratio isolates
 what the HTTP hop, JSON and base64 cost rather than a difference in Kafka settings.
 
 Request bodies and record values are built before the clock starts on both sides: the client
@@ -118,7 +118,7 @@ def new_producer(bootstrap: str, **overrides: Any) -> AIOKafkaProducer:
     """A producer configured like the gateway's shared one (gateway/kafka.py defaults)."""
     kwargs: dict[str, Any] = {
         "acks": "all",
-        "enable_idempotence": False,
+        "enable_idempotence": True,  # the gateway default since producer.enable.idempotence
         "linger_ms": 0,
         "request_timeout_ms": 10_000,
         **overrides,

@@ -7,6 +7,11 @@ primary and see a replica promoted within a few seconds. Start-up waits until th
 is really ready for a failover (replicas linked, sentinels aware of each other and of both
 replicas; every cluster slot covered and every primary with a linked replica), so a kill right
 after ``start()`` is a fair test. ``stop()`` kills whatever is left and is safe at any point.
+
+TLS (``tls=TLSFiles.create(folder)``): every server, replica link, cluster bus and sentinel
+speaks TLS only (``--port 0``), demands a client certificate signed by the test CA, and the
+deployment's ``url`` becomes the ``rediss…`` form with the CA and client certificate options.
+:class:`RedisServer` is one such server (or a plain one) on its own.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
+from urllib.parse import urlencode
 
 import redis
 
@@ -38,12 +44,71 @@ class RedisHAStartError(RuntimeError):
     """A server did not come up or the deployment did not settle; carries the logs' ends."""
 
 
+@dataclass(frozen=True)
+class TLSFiles:
+    """A test CA, a server certificate for 127.0.0.1 (servers and sentinels also present it
+    as clients, to each other) and a client certificate, as PEM files."""
+
+    ca: Path
+    cert: Path
+    key: Path
+    client_cert: Path
+    client_key: Path
+    auth_clients: bool = True  # servers demand a client certificate from the CA
+
+    @classmethod
+    def create(cls, directory: Path, *, auth_clients: bool = True) -> TLSFiles:
+        from tests.support.certs import TestCA
+
+        directory.mkdir(parents=True, exist_ok=True)
+        ca = TestCA("event-gateway redis test CA")
+        cert, key = ca.issue("127.0.0.1", ips=("127.0.0.1",)).write(directory, "server-")
+        client_cert, client_key = ca.issue("event-gateway").write(directory, "client-")
+        return cls(ca.write(directory / "ca.pem"), cert, key, client_cert, client_key, auth_clients)
+
+    def server_options(self) -> list[tuple[str, str]]:
+        """redis-server / sentinel options (the port itself is set by the caller)."""
+        return [
+            ("tls-cert-file", str(self.cert)),
+            ("tls-key-file", str(self.key)),
+            ("tls-ca-cert-file", str(self.ca)),
+            ("tls-auth-clients", "yes" if self.auth_clients else "no"),
+            ("tls-replication", "yes"),  # replicas and sentinels reach servers over TLS
+        ]
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """redis-py keyword arguments for a verifying client with the client certificate."""
+        return {
+            "ssl": True,
+            "ssl_ca_certs": str(self.ca),
+            "ssl_certfile": str(self.client_cert),
+            "ssl_keyfile": str(self.client_key),
+        }
+
+    def url_options(self) -> str:
+        """The ``session.store.url`` query for the CA and the client certificate."""
+        return urlencode(
+            {
+                "ssl_ca_certs": str(self.ca),
+                "ssl_certfile": str(self.client_cert),
+                "ssl_keyfile": str(self.client_key),
+                "ssl_cert_reqs": "required",
+                "ssl_check_hostname": "true",
+            }
+        )
+
+
+def _tls_client(tls: TLSFiles | None) -> dict[str, Any]:
+    return tls.client_kwargs() if tls is not None else {}
+
+
 @dataclass
 class Node:
     name: str
     port: int
     workdir: Path
     process: subprocess.Popen[bytes] | None = None
+    tls: TLSFiles | None = None  # set: the node listens on TLS only (on ``port``)
 
     @property
     def log_path(self) -> Path:
@@ -59,7 +124,11 @@ class Node:
 
     def client(self, timeout: float = 1.0) -> redis.Redis:
         return redis.Redis(
-            host="127.0.0.1", port=self.port, socket_timeout=timeout, socket_connect_timeout=timeout
+            host="127.0.0.1",
+            port=self.port,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            **_tls_client(self.tls),
         )
 
     def query(self, *args: Any) -> Any:
@@ -99,17 +168,29 @@ def _wait(what: str, check: Callable[[], bool], deadline: float, logs: Callable[
 class _Deployment:
     """Common lifecycle: a temporary folder, spawned nodes, logs for failure messages."""
 
-    def __init__(self, prefix: str, start_timeout: float) -> None:
+    def __init__(self, prefix: str, start_timeout: float, tls: TLSFiles | None = None) -> None:
         self.start_timeout = start_timeout
+        self.tls = tls
         self.workdir = Path(tempfile.mkdtemp(prefix=prefix))
         self.nodes: list[Node] = []
+
+    def _node(self, name: str, port: int) -> Node:
+        d = self.workdir / name
+        d.mkdir()
+        return Node(name, port, d, tls=self.tls)
 
     def _spawn(self, node: Node, args: list[str]) -> None:
         node.process = process.spawn([_binary(), *args], node.log_path, cwd=node.workdir)
 
     def _base_args(self, node: Node) -> list[str]:
+        if node.tls is None:
+            listen = ["--port", str(node.port)]
+        else:  # TLS only: no plaintext port at all
+            listen = ["--port", "0", "--tls-port", str(node.port)]
+            for name, value in node.tls.server_options():
+                listen += [f"--{name}", value]
         return [
-            "--port", str(node.port),
+            *listen,
             "--bind", "127.0.0.1",
             "--save", "",
             "--appendonly", "no",
@@ -138,11 +219,45 @@ class _Deployment:
         self.stop()
 
 
+class RedisServer(_Deployment):
+    """One Redis server (no replica): ``rediss://`` with ``tls``, else ``redis://``."""
+
+    def __init__(self, *, start_timeout: float = 10.0, tls: TLSFiles | None = None) -> None:
+        super().__init__("eg-redis-", start_timeout, tls)
+
+    @property
+    def node(self) -> Node:
+        return self.nodes[0]
+
+    @property
+    def url(self) -> str:
+        if self.tls is None:
+            return f"redis://{self.node.address}/0"
+        return f"rediss://{self.node.address}/0?{self.tls.url_options()}"
+
+    def start(self) -> str:
+        deadline = time.monotonic() + self.start_timeout
+        self.nodes = [self._node("redis", free_ports(1)[0])]
+        try:
+            self._spawn(self.node, self._base_args(self.node))
+            _wait("the server answering", lambda: _pong(self.node), deadline, self.logs)
+            return self.url
+        except BaseException:
+            self.stop()
+            raise
+
+
 class RedisSentinelSet(_Deployment):
     """A primary, two replicas and three sentinels (quorum 2) monitoring ``SERVICE``."""
 
-    def __init__(self, *, start_timeout: float = 20.0, password: str | None = None) -> None:
-        super().__init__("eg-sentinel-", start_timeout)
+    def __init__(
+        self,
+        *,
+        start_timeout: float = 20.0,
+        password: str | None = None,
+        tls: TLSFiles | None = None,
+    ) -> None:
+        super().__init__("eg-sentinel-", start_timeout, tls)
         self.password = password
         self.servers: list[Node] = []
         self.sentinels: list[Node] = []
@@ -151,19 +266,17 @@ class RedisSentinelSet(_Deployment):
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
         hosts = ",".join(s.address for s in self.sentinels)
-        return f"redis+sentinel://{auth}{hosts}/{SERVICE}/0"
+        if self.tls is None:
+            return f"redis+sentinel://{auth}{hosts}/{SERVICE}/0"
+        return f"rediss+sentinel://{auth}{hosts}/{SERVICE}/0?{self.tls.url_options()}"
 
     def start(self) -> str:
         deadline = time.monotonic() + self.start_timeout
         ports = free_ports(6)
         for i, port in enumerate(ports[:3]):
-            d = self.workdir / f"redis-{i}"
-            d.mkdir()
-            self.servers.append(Node(f"redis-{i}", port, d))
+            self.servers.append(self._node(f"redis-{i}", port))
         for i, port in enumerate(ports[3:]):
-            d = self.workdir / f"sentinel-{i}"
-            d.mkdir()
-            self.sentinels.append(Node(f"sentinel-{i}", port, d))
+            self.sentinels.append(self._node(f"sentinel-{i}", port))
         self.nodes = [*self.servers, *self.sentinels]
         try:
             primary = self.servers[0]
@@ -185,8 +298,14 @@ class RedisSentinelSet(_Deployment):
             for node in self.sentinels:
                 conf = node.workdir / "sentinel.conf"
                 auth = f"sentinel auth-pass {SERVICE} {self.password}\n" if self.password else ""
+                if self.tls is None:
+                    listen = f"port {node.port}\n"
+                else:  # TLS to clients, to the servers and to the other sentinels
+                    options = [("port", "0"), ("tls-port", str(node.port))]
+                    options += self.tls.server_options()
+                    listen = "".join(f"{k} {v}\n" for k, v in options)
                 conf.write_text(
-                    f"port {node.port}\nbind 127.0.0.1\ndir {node.workdir}\n"
+                    f"{listen}bind 127.0.0.1\ndir {node.workdir}\n"
                     f"sentinel monitor {SERVICE} 127.0.0.1 {primary.port} 2\n"
                     f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}\n"
                     f"sentinel failover-timeout {SERVICE} {FAILOVER_TIMEOUT_MS}\n"
@@ -206,7 +325,11 @@ class RedisSentinelSet(_Deployment):
 
     def _info(self, node: Node, section: str) -> dict[str, Any]:
         c = redis.Redis(
-            host="127.0.0.1", port=node.port, password=self.password, socket_timeout=1.0
+            host="127.0.0.1",
+            port=node.port,
+            password=self.password,
+            socket_timeout=1.0,
+            **_tls_client(self.tls),
         )
         try:
             return dict(c.info(section))
@@ -268,13 +391,18 @@ class RedisSentinelSet(_Deployment):
 class RedisClusterSet(_Deployment):
     """Three primaries with one replica each (``redis-cli --cluster create``)."""
 
-    def __init__(self, *, start_timeout: float = 30.0, replicas: int = 1) -> None:
-        super().__init__("eg-rcluster-", start_timeout)
+    def __init__(
+        self, *, start_timeout: float = 30.0, replicas: int = 1, tls: TLSFiles | None = None
+    ) -> None:
+        super().__init__("eg-rcluster-", start_timeout, tls)
         self.replicas = replicas
 
     @property
     def url(self) -> str:
-        return "redis+cluster://" + ",".join(n.address for n in self.nodes[:3])
+        hosts = ",".join(n.address for n in self.nodes[:3])
+        if self.tls is None:
+            return "redis+cluster://" + hosts
+        return f"rediss+cluster://{hosts}?{self.tls.url_options()}"
 
     def start(self) -> str:
         deadline = time.monotonic() + self.start_timeout
@@ -282,9 +410,7 @@ class RedisClusterSet(_Deployment):
         ports = free_ports(2 * count)  # each node's client port and its cluster bus port
         bus: dict[str, int] = {}
         for i, port in enumerate(ports[:count]):
-            d = self.workdir / f"node-{i}"
-            d.mkdir()
-            self.nodes.append(Node(f"node-{i}", port, d))
+            self.nodes.append(self._node(f"node-{i}", port))
             bus[f"node-{i}"] = ports[count + i]
         try:
             for node in self.nodes:
@@ -303,6 +429,8 @@ class RedisClusterSet(_Deployment):
                         # Replication offsets move every second even with no writes, so
                         # replicas appear in CLUSTER SLOTS (offset 0 ones are left out).
                         "--repl-ping-replica-period", "1",
+                        # TLS on the cluster bus too (and node addresses are the TLS ports).
+                        *(["--tls-cluster", "yes"] if self.tls is not None else []),
                     ],
                 )  # fmt: skip
             _wait(
@@ -316,9 +444,15 @@ class RedisClusterSet(_Deployment):
                 raise RedisHAStartError(
                     "no `redis-cli` on PATH (Debian: apt-get install redis-tools)"
                 )
+            tls_args = []
+            if self.tls is not None:
+                tls_args = [
+                    "--tls", "--cacert", str(self.tls.ca),
+                    "--cert", str(self.tls.client_cert), "--key", str(self.tls.client_key),
+                ]  # fmt: skip
             out = subprocess.run(
                 [
-                    cli, "--cluster", "create", *(n.address for n in self.nodes),
+                    cli, *tls_args, "--cluster", "create", *(n.address for n in self.nodes),
                     "--cluster-replicas", str(self.replicas), "--cluster-yes",
                 ],
                 capture_output=True, text=True, timeout=max(5.0, deadline - time.monotonic()),
