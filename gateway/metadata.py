@@ -216,7 +216,7 @@ async def _offsets(admin: AIOKafkaAdminClient, tp: TopicPartition) -> tuple[int,
             if leader < 0:
                 raise LeaderNotAvailableError(f"partition {tp.partition} of {tp.topic}")
             beginning, end = await asyncio.gather(
-                _list_offset(admin, tp, leader, _EARLIEST), _list_offset(admin, tp, leader, _LATEST)
+                list_offset(admin, tp, leader, _EARLIEST), list_offset(admin, tp, leader, _LATEST)
             )
         except KafkaError as exc:
             if not exc.retriable:
@@ -227,7 +227,9 @@ async def _offsets(admin: AIOKafkaAdminClient, tp: TopicPartition) -> tuple[int,
             return beginning, end
 
 
-async def _list_offset(admin: AIOKafkaAdminClient, tp: TopicPartition, leader: int, at: int) -> int:
+async def list_offset(admin: AIOKafkaAdminClient, tp: TopicPartition, leader: int, at: int) -> int:
+    """The offset ListOffsets answers for ``tp`` at ``at`` (-2 log start, -1 log end,
+    read_uncommitted), asked of its ``leader``; v3's partition offsets use it too."""
     # One partition per request: Kafka refuses a request that names a partition twice.
     request = OffsetRequest(-1, _READ_UNCOMMITTED, [(tp.topic, [(tp.partition, at)])])
     response = await kafka_internals.admin_request(admin, request, leader)

@@ -21,21 +21,20 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError, LeaderNotAvailableError, for_code
 from aiokafka.protocol.metadata import MetadataRequest
-from aiokafka.protocol.offset import OffsetRequest
 
 from sessions import kafka_internals
 
-from ..errors import GatewayError, kafka_unavailable
+from ..errors import GatewayError
+from ..metadata import list_offset
 from .failures import TOPIC_DELETION_DISABLED, v3_failure
 from .topic_protocol import MetadataWithOperations, unsupported
 
 UNKNOWN_TOPIC = "This server does not host this topic-partition."
 # Kafka's codes for "no such topic" (3) and "not a legal topic name" (17).
 _NO_SUCH_TOPIC = frozenset({3, 17})
-# ListOffsets' special timestamps (log start, log end) and read_uncommitted, as Java's
-# listOffsets gives them by default.
+# ListOffsets' special timestamps (log start, log end), read_uncommitted as Java's listOffsets
+# gives them by default (see gateway.metadata.list_offset).
 _EARLIEST, _LATEST = -2, -1
-_READ_UNCOMMITTED = 0
 
 
 @dataclass(frozen=True)
@@ -162,8 +161,8 @@ async def offsets(admin: AIOKafkaAdminClient, topic: TopicInfo, partition: int) 
                 raise LeaderNotAvailableError(f"partition {partition} of {topic.name}")
             tp = TopicPartition(topic.name, partition)
             earliest, latest = await asyncio.gather(
-                _list_offset(admin, tp, info.leader, _EARLIEST),
-                _list_offset(admin, tp, info.leader, _LATEST),
+                list_offset(admin, tp, info.leader, _EARLIEST),
+                list_offset(admin, tp, info.leader, _LATEST),
             )
         except KafkaError as exc:
             if not exc.retriable:
@@ -173,18 +172,3 @@ async def offsets(admin: AIOKafkaAdminClient, topic: TopicInfo, partition: int) 
             info = (await describe_topic(admin, topic.name)).partition(partition)
         else:
             return earliest, latest
-
-
-async def _list_offset(admin: AIOKafkaAdminClient, tp: TopicPartition, leader: int, at: int) -> int:
-    # One partition per request: Kafka refuses a request that names a partition twice.
-    request = OffsetRequest(-1, _READ_UNCOMMITTED, [(tp.topic, [(tp.partition, at)])])
-    response = await kafka_internals.admin_request(admin, request, leader)
-    for topic in response.to_object()["topics"]:
-        for p in topic["partitions"]:
-            if topic["topic"] != tp.topic or p["partition"] != tp.partition:
-                continue
-            if p["error_code"]:  # retriable ones (leader moved) are retried by the caller
-                raise for_code(p["error_code"])()
-            offset: int = p["offset"] if "offset" in p else p["offsets"][0]  # v1+ / v0
-            return offset
-    raise kafka_unavailable(f"no offset for partition {tp.partition} of {tp.topic} in the answer")

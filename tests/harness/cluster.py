@@ -312,6 +312,8 @@ defaults
     # too: the replica's response write then fails and it keeps the records for the next
     # read. Without this HAProxy reads the response for nobody and the records are lost.
     option abortonclose
+    # As deploy/haproxy.cfg: the balancer's own 503 in the gateway's error shape.
+    http-error status 503 content-type "application/json" string "{{\\"error_code\\":503,\\"message\\":\\"HTTP 503 Service Unavailable: no gateway replica is ready; retry shortly\\"}}" hdr "Retry-After" "1"
 
 frontend rest
     bind 127.0.0.1:{self.lb_port}
