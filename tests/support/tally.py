@@ -99,7 +99,7 @@ async def consume(
                 if resp.status != 200:
                     tally.note_failure()
                     if body:
-                        tally.error_codes[orjson.loads(body).get("error_code", 0)] += 1
+                        tally.error_codes[_error_code(body)] += 1
                     await asyncio.sleep(0.2)
                     continue
                 records = orjson.loads(body)
@@ -125,3 +125,13 @@ async def consume(
             except (aiohttp.ClientError, TimeoutError):
                 pass  # the next commit covers it; at worst the records come again
     return tally
+
+
+def _error_code(body: bytes) -> int:
+    """The answer's ``error_code``; -1 for a body that is not the gateway's JSON (a proxy's
+    own error page), which the tally counts instead of crashing on."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return -1
+    return int(parsed.get("error_code", 0)) if isinstance(parsed, dict) else -1
