@@ -22,7 +22,7 @@ from sessions.instance import ConsumerInstance, InstanceSpec
 from sessions.local import InstanceFactory
 from sessions.router import InstanceRouter
 
-from . import kafka_pool, metadata, openapi, v3
+from . import kafka_pool, metadata, openapi, streams, ui, v3
 from .config import Config
 from .consume import routes as consume_routes
 from .context import CONFIG, KAFKA, PRODUCER, RESPONSE_TYPE, SCHEMAS, SESSIONS
@@ -47,9 +47,11 @@ from .registry import builtin
 from .registry.schemas import Schemas
 from .security.authn import AUTHENTICATOR, Authenticator, authentication_middleware
 from .security.authz import AUTHORIZER, Authorizer
+from .security.cors import cors_middleware
 from .security.principal import PRINCIPAL
 from .security.quotas import quota_middleware
 from .security.tls import TLS, TLS_KEY
+from .streaming.slots import STREAMS, StreamSlots
 from .topics import client_topic_filter
 from .workers.identity import WorkerIdentity
 
@@ -117,6 +119,7 @@ def build_app(config: Config, worker: WorkerIdentity | None = None) -> web.Appli
         # principal taken from the signed hop) before authentication, which skips it.
         middlewares=[
             observe_middleware,  # outermost: times everything, sees the final status
+            cors_middleware,  # its headers go on errors too, or a browser cannot read them
             error_middleware,
             forwarded_middleware,
             authentication_middleware,
@@ -182,6 +185,14 @@ def build_app(config: Config, worker: WorkerIdentity | None = None) -> web.Appli
     app[FORWARDER] = forwarder
     app[SCHEMAS] = schemas
     app[SESSIONS] = sessions
+    app[STREAMS] = stream_slots = StreamSlots(
+        config.stream_max_open, config.stream_max_open_per_principal
+    )
+
+    async def end_streams(_: web.Application) -> None:
+        stream_slots.close()  # before aiohttp waits for in-flight handlers
+
+    app.on_shutdown.append(end_streams)
     if registry is not None:
         app[builtin.REGISTRY] = registry
 
@@ -190,6 +201,8 @@ def build_app(config: Config, worker: WorkerIdentity | None = None) -> web.Appli
     produce_routes.add_routes(app)
     consume_routes.add_routes(app)
     v3.add_routes(app)
+    streams.add_routes(app)
+    ui.add_routes(app)
     if registry is not None:
         builtin.add_routes(app)
     return app

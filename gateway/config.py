@@ -375,6 +375,51 @@ class Config:
         _int(0),
         "produce body bytes one principal may send per second on each replica (beyond: 429 42904; 0: no limit)",
     )
+    # Streaming consume (gateway/streaming/): long-lived responses, so each is a bounded resource.
+    stream_max_open: int = _setting(
+        "stream.max.open",
+        1_000,
+        _int(1),
+        "record streams (SSE / NDJSON) one replica serves at once (beyond: 429 42905)",
+    )
+    stream_max_open_per_principal: int = _setting(
+        "stream.max.open.per.principal",
+        100,
+        _int(1),
+        "record streams one principal may hold open on each replica (beyond: 429 42905)",
+    )
+    stream_heartbeat_ms: int = _setting(
+        "stream.heartbeat.ms",
+        15_000,
+        _int(100, 3_600_000),
+        "an idle record stream sends a heartbeat (an SSE comment, an empty NDJSON line) this often,"
+        " so proxies do not close it",
+    )
+    # CORS (gateway/security/cors.py): Confluent's key names.
+    access_control_allow_origin: str = _setting(
+        "access.control.allow.origin",
+        "",
+        _text,
+        "CORS: origins browsers may call from (`*`, or a comma-separated list of origins; empty: CORS off)",
+    )
+    access_control_allow_methods: str = _setting(
+        "access.control.allow.methods",
+        "GET,POST,PUT,DELETE,HEAD,OPTIONS",
+        _text,
+        "CORS: methods a preflight allows",
+    )
+    access_control_allow_headers: str = _setting(
+        "access.control.allow.headers",
+        "origin,content-type,accept,authorization,last-event-id",
+        _text,
+        "CORS: request headers a preflight allows",
+    )
+    ui_enabled: bool = _setting(
+        "ui.enabled",
+        False,
+        _bool,
+        "serve the live topic page at `/ui/stream` (a browser example of `GET /topics/{t}/events`)",
+    )
     log_format: str = _setting(
         "log.format", "text", _log_format, "`text` or `json` (one object per line)"
     )

@@ -29,6 +29,7 @@ from .app import build_app
 from .config import Config
 from .context import SESSIONS
 from .security.tls import TLS_KEY
+from .streaming.slots import STREAMS
 from .workers.identity import WorkerIdentity
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ async def serve(config: Config, worker: WorkerIdentity | None = None) -> None:
         log.info("shutting down: readiness off, draining consumer instances")
         sessions = app[SESSIONS]
         sessions.ready = False
+        app[STREAMS].close()  # streams end now; their clients reconnect to a replica that stays
         await asyncio.sleep(config.shutdown_readiness_delay_ms / 1000)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(sessions.stop(), config.shutdown_timeout_ms / 1000 + 5)

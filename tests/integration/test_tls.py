@@ -172,6 +172,12 @@ async def test_https_listener_and_reload_on_sighup(
             assert time.monotonic() < deadline, log.read_text()
             await asyncio.sleep(0.1)
         assert serial != first_serial
+        # Every worker must have reloaded before the next step writes a stray key: a new
+        # connection reaches one worker only, and a sibling that handles this SIGHUP late would
+        # read the stray pair instead.
+        while log.read_text().count("TLS certificate reloaded") < workers:
+            assert time.monotonic() < deadline, log.read_text()
+            await asyncio.sleep(0.1)
         # The connection opened before the reload was not dropped and keeps its certificate.
         assert (await kept.get("/"))[0] == 200
         assert kept.serial == first_serial

@@ -1,0 +1,68 @@
+"""The bound on open streams, per replica and per principal, and their end on drain.
+
+A stream holds a connection, a consumer's buffers and (for topic streams) broker connections
+for as long as the client keeps it: without a cap one client could hold them all. Past
+either bound the answer is 429 42905 with Retry-After, before anything is opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import Iterator
+
+from aiohttp import web
+
+from ..errors import GatewayError
+
+TOO_MANY_STREAMS = 42905
+
+
+class StreamSlots:
+    def __init__(self, max_open: int, max_per_principal: int) -> None:
+        self._max_open = max_open
+        self._max_per_principal = max_per_principal
+        self._open: Counter[str] = Counter()
+        self.total = 0
+        # Set when the replica drains: every open stream ends cleanly so that its client
+        # reconnects (through the load balancer) to a replica that stays.
+        self.closing = asyncio.Event()
+
+    @contextlib.contextmanager
+    def hold(self, principal: str) -> Iterator[asyncio.Event]:
+        """A slot for one stream, kept until the block ends; yields the drain event."""
+        if self.closing.is_set():
+            raise GatewayError(
+                503, 50302, "This replica is shutting down; retry the request", retry_after=1
+            )
+        if self.total >= self._max_open:
+            raise GatewayError(
+                429,
+                TOO_MANY_STREAMS,
+                f"This replica serves {self._max_open} streams already (stream.max.open)",
+                retry_after=1,
+            )
+        if self._open[principal] >= self._max_per_principal:
+            raise GatewayError(
+                429,
+                TOO_MANY_STREAMS,
+                f"{self._max_per_principal} streams of this principal are open on this replica"
+                " already (stream.max.open.per.principal)",
+                retry_after=1,
+            )
+        self._open[principal] += 1
+        self.total += 1
+        try:
+            yield self.closing
+        finally:
+            self.total -= 1
+            self._open[principal] -= 1
+            if not self._open[principal]:
+                del self._open[principal]
+
+    def close(self) -> None:
+        self.closing.set()
+
+
+STREAMS = web.AppKey("streams", StreamSlots)
