@@ -15,7 +15,8 @@ produce and metadata paths share it without ``sessions`` importing ``gateway``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import copy
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -26,6 +27,7 @@ from aiokafka.errors import (
     DuplicateSequenceNumber,
     KafkaConnectionError,
     KafkaError,
+    ProducerClosed,
 )
 from aiokafka.protocol.metadata import MetadataRequest
 from aiokafka.structs import OffsetAndMetadata
@@ -36,6 +38,7 @@ __all__ = [
     "Partitioner",
     "SubscriptionType",
     "admin_request",
+    "append_to_open_batch",
     "auto_assigned",
     "batch_size",
     "check_record_size",
@@ -146,6 +149,60 @@ def request_timeout_ms(producer: AIOKafkaProducer) -> int:
 def check_record_size(producer: AIOKafkaProducer, key: bytes | None, value: bytes | None) -> None:
     """Raise the ``KafkaError`` ``send()`` raises for a record over ``max_request_size``."""
     producer._serialize(key, value, [])
+
+
+class BatchFull(Exception):
+    """The partition's open batch took no record: wait for it to drain (``drained``)."""
+
+    def __init__(self, drained: Callable[[float | None], Any]) -> None:
+        super().__init__("the partition's open batch is full")
+        self.drained = drained
+
+
+def append_to_open_batch(
+    producer: AIOKafkaProducer,
+    tp: TopicPartition,
+    records: Sequence[tuple[bytes | None, bytes | None, int | None, Any]],
+) -> tuple[int, asyncio.Future[Any]]:
+    """Append records to the batch aiokafka has open for ``tp``, as many as fit, with no await.
+
+    What ``send()`` does once per record (a coroutine, a metadata check, serialisation, a
+    partition choice, an accumulator coroutine and a future resolved on acknowledgement) is
+    done here once for the whole run of ``(key, value, timestamp_ms, headers)`` records, which
+    is most of a small produce request's CPU. Being synchronous, the appended records are
+    contiguous in the batch, so one future stands for all of them: it resolves to the first
+    one's metadata (offset), the others follow it (``offset + n``); a batch failure fails it.
+
+    Returns how many were appended (a prefix of ``records``) and that future. Raises
+    :class:`BatchFull` when the open batch takes none (the caller awaits ``drained`` and tries
+    again, as ``add_message`` does), and the accumulator's own error when it is closed or failed.
+    """
+    acc = producer._message_accumulator
+    if acc._closed:
+        raise ProducerClosed()
+    if acc._exception is not None:
+        raise copy.copy(acc._exception)
+    pending = acc._batches.get(tp)
+    batch = pending[-1] if pending else acc._append_batch(acc.create_builder(), tp)
+    builder = batch._builder
+    first = None
+    appended = 0
+    for key, value, timestamp, headers in records:
+        metadata = builder.append(timestamp=timestamp, key=key, value=value, headers=headers)
+        if metadata is None:
+            break
+        if first is None:
+            first = metadata
+        appended += 1
+    if first is None:
+        if not acc._waiter_future.done():
+            acc._waiter_future.set_result(None)  # wake the sender: the full batch can go
+        raise BatchFull(batch.wait_drain)
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    batch._msg_futures.append((future, first))
+    if appended < len(records) and not acc._waiter_future.done():
+        acc._waiter_future.set_result(None)
+    return appended, future
 
 
 def metadata_topics(producer: AIOKafkaProducer) -> frozenset[str]:

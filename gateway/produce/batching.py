@@ -37,7 +37,7 @@ _RECORD_OVERHEAD_BOUND = 128
 
 Offset = dict[str, Any]
 Headers = list[tuple[str, bytes | None]]
-_NO_HEADERS: Headers = []  # shared, never mutated (aiokafka only reads it)
+NO_HEADERS: Headers = []  # shared, never mutated (aiokafka only reads it)
 
 
 class Batch:
@@ -133,7 +133,7 @@ def pack(
     if headers is not None and len(headers) != len(keys):
         raise ValueError("headers must be parallel to keys")
     times: Iterable[int | None] = repeat(None) if timestamps is None else timestamps
-    extras: Iterable[Headers] = repeat(_NO_HEADERS) if headers is None else headers
+    extras: Iterable[Headers] = repeat(NO_HEADERS) if headers is None else headers
     records = zip(keys, values, partitions, times, extras)  # noqa: B905 (checked above)
     for i, (key, value, partition, ts, hdrs) in enumerate(records):
         size = (len(key) if key else 0) + (len(value) if value else 0)

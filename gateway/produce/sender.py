@@ -21,12 +21,13 @@ by record (see :func:`send_all`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 from aiokafka.structs import RecordMetadata
 
@@ -34,7 +35,7 @@ from sessions import kafka_internals
 
 from ..errors import GatewayError, describe, kafka_error_code
 from ..kafka import KafkaClients
-from .batching import Batch, Headers, Offset, failure, pack
+from .batching import NO_HEADERS, Batch, Headers, Offset, failure, pack
 
 log = logging.getLogger(__name__)
 
@@ -267,7 +268,7 @@ async def send_all(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     handed: list[tuple[Batch, asyncio.Future[Any]]] = []
-    singles: list[tuple[int, asyncio.Future[Any]]] = []
+    runs: list[tuple[list[int], asyncio.Future[Any]]] = []
     try:
         async with asyncio.timeout_at(deadline):
             for batch in batches:
@@ -282,26 +283,15 @@ async def send_all(
                     else:
                         handed.append((batch, future))
                     continue
-                for i in batch.indices:
-                    try:
-                        future = await producer.send(
-                            topic,
-                            value=values[i],
-                            key=keys[i],
-                            partition=p,
-                            timestamp_ms=None if timestamps is None else timestamps[i],
-                            headers=None if headers is None else headers[i],
-                        )
-                    except KafkaError as exc:
-                        offsets[i] = failure(kafka_error_code(exc), describe(exc))
-                    else:
-                        singles.append((i, future))
+                await _append_run(
+                    producer, topic, batch, (keys, values, timestamps, headers), offsets, runs
+                )
     except TimeoutError:
         pass  # records not handed over yet keep None and report the timeout below
     finally:
         if queued is not None:
             queued.set()
-    futures = [future for _, future in handed] + [future for _, future in singles]
+    futures = [future for _, future in handed] + [future for _, future in runs]
     if futures:
         await asyncio.wait(futures, timeout=max(0.0, deadline - loop.time()))
     for batch, future in handed:
@@ -320,18 +310,65 @@ async def send_all(
                 for n, i in enumerate(batch.indices):
                     entry = offsets[i] = _delivered(partition, base + n)
                     entry["timestamp"] = timestamps[i] if appended is None else appended
-    for i, future in singles:
+    for indices, future in runs:
         outcome = _outcome(future)
         if isinstance(outcome, dict):
-            offsets[i] = outcome
+            for i in indices:
+                offsets[i] = outcome
         elif outcome is not None:
-            entry = offsets[i] = _delivered(outcome.partition, outcome.offset)
-            if timestamps is not None:
-                # aiokafka gives every record of a CreateTime batch its first record's time.
-                log_append = outcome.timestamp_type == 1
-                entry["timestamp"] = outcome.timestamp if log_append else timestamps[i]
+            partition, base = outcome.partition, outcome.offset
+            # A CreateTime answer carries the record's own time only for the first of a run.
+            appended = outcome.timestamp if outcome.timestamp_type == 1 else None
+            for n, i in enumerate(indices):
+                entry = offsets[i] = _delivered(partition, base + n)
+                if timestamps is not None:
+                    entry["timestamp"] = timestamps[i] if appended is None else appended
     timed_out = failure(50003, f"Kafka did not acknowledge the record within {timeout:g} s.")
     return [timed_out if o is None else o for o in offsets]
+
+
+async def _append_run(
+    producer: AIOKafkaProducer,
+    topic: str,
+    batch: Batch,
+    columns: tuple[
+        list[bytes | None],
+        list[bytes | None],
+        Sequence[int | None] | None,
+        Sequence[Headers] | None,
+    ],
+    offsets: list[Offset | None],
+    runs: list[tuple[list[int], asyncio.Future[Any]]],
+) -> None:
+    """Hand a small batch's records over into the batch the producer has open for the
+    partition (shared with other requests' records), in runs that each get one future."""
+    keys, values, timestamps, headers = columns
+    records = [
+        (
+            keys[i],
+            values[i],
+            None if timestamps is None else timestamps[i],
+            NO_HEADERS if headers is None else headers[i],
+        )
+        for i in batch.indices
+    ]
+    tp = TopicPartition(topic, batch.partition)
+    start = 0
+    while start < len(records):
+        try:
+            n, future = kafka_internals.append_to_open_batch(producer, tp, records[start:])
+        except kafka_internals.BatchFull as full:
+            # As send() waits: for the full batch to go (bounded by the caller's deadline).
+            with contextlib.suppress(KafkaError):  # it failed: its own records report that
+                await full.drained(None)
+            continue
+        except KafkaError as exc:
+            failed = failure(kafka_error_code(exc), describe(exc))
+            for i in batch.indices[start:]:
+                offsets[i] = failed
+            return
+        runs.append((batch.indices[start : start + n], future))
+        start += n
 
 
 def _has_empty(batch: Batch, keys: list[bytes | None], values: list[bytes | None]) -> bool:

@@ -106,6 +106,29 @@ async def test_producer_forgets_a_topic_the_cluster_does_not_know() -> None:
         await producer.stop()
 
 
+async def test_producer_appends_a_run_of_records_to_the_open_batch() -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=NOWHERE, max_batch_size=1024)
+    tp = TopicPartition("t", 0)
+    records = [(None, b"v%d" % i, 1_700_000_000_000 + i, []) for i in range(3)]
+    n, first_run = internals.append_to_open_batch(producer, tp, records)
+    assert n == 3
+    # A second run shares the batch aiokafka has open (as send() would).
+    n, second_run = internals.append_to_open_batch(producer, tp, records[:1])
+    assert n == 1
+    [batch] = producer._message_accumulator._batches[tp]
+    assert batch.record_count == 4
+    # Fill it: a run that does not fit is cut where the batch is full, then none fits.
+    big = [(None, b"x" * 100, None, [])] * 50
+    n, _ = internals.append_to_open_batch(producer, tp, big)
+    assert 0 < n < 50
+    with pytest.raises(internals.BatchFull):
+        internals.append_to_open_batch(producer, tp, big)
+    # The acknowledgement resolves each run's future with its first record's offset.
+    batch.done(base_offset=100, timestamp=-1)
+    assert (first_run.result().offset, second_run.result().offset) == (100, 103)
+    assert first_run.result().timestamp == 1_700_000_000_000
+
+
 async def test_admin_raw_request_method_exists() -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=NOWHERE)
     try:
