@@ -47,10 +47,11 @@ from .registry import builtin
 from .registry.schemas import Schemas
 from .security.authn import AUTHENTICATOR, Authenticator, authentication_middleware
 from .security.authz import AUTHORIZER, Authorizer
-from .security.cors import cors_middleware
+from .security.cors import cors_middleware, install_cors
 from .security.principal import PRINCIPAL
 from .security.quotas import quota_middleware
 from .security.tls import TLS, TLS_KEY
+from .streaming.retry import retry_stream, wants_retry_stream
 from .streaming.slots import STREAMS, StreamSlots
 from .topics import client_topic_filter
 from .workers.identity import WorkerIdentity
@@ -64,9 +65,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except GatewayError as exc:
+        if wants_retry_stream(request, exc):
+            return retry_stream(exc)
         return error_response(exc, request.get(RESPONSE_TYPE, "application/json"))
     except (SessionError, DataError, PayloadError) as exc:
         mapped = to_gateway_error(exc)
+        if wants_retry_stream(request, mapped):
+            return retry_stream(mapped)
         return error_response(mapped, request.get(RESPONSE_TYPE, "application/json"))
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -131,6 +136,9 @@ def build_app(config: Config, worker: WorkerIdentity | None = None) -> web.Appli
         handler_args={"keepalive_timeout": config.idle_timeout_ms / 1000},
     )
     app[CONFIG] = config
+    # CORS headers on streams too (their headers leave from inside the handler); a bad origin
+    # in access.control.allow.origin stops start-up here.
+    install_cors(app, config)
 
     # Every long-lived component, in start order (stopped in reverse: sessions drain first).
     kafka = KafkaClients(config)
@@ -141,6 +149,7 @@ def build_app(config: Config, worker: WorkerIdentity | None = None) -> web.Appli
         default_wait_ms=config.consumer_request_timeout_ms,
         kafka_timeout_ms=config.kafka_timeout_ms,
         max_wait_ms=config.consumer_request_timeout_max_ms,
+        stream_heartbeat_ms=config.stream_heartbeat_ms,
         worker=worker,
     )
     registry = builtin.RegistryService(config) if config.schema_registry_builtin else None

@@ -46,6 +46,7 @@ from sessions.errors import Moving
 from sessions.instance import ASSIGNMENT_WAIT_S
 from sessions.router import Forward
 
+from . import media
 from .errors import GatewayError
 from .registry.client import TOTAL_TIMEOUT_S as REGISTRY_TIMEOUT_S
 from .security.principal import ANONYMOUS, Principal, principal_of
@@ -75,8 +76,9 @@ MARGIN_S = 5.0
 SIGNED_HEADERS = ("Content-Type", "Accept")
 _KEEP_REQUEST = (*SIGNED_HEADERS, "Host", "X-Forwarded-Proto")
 # Headers that carry meaning for a v2 response and must survive the hop (Content-Length is
-# passed on separately: it is what lets a client notice a body cut short).
-_KEEP_RESPONSE = ("Content-Type", "Retry-After")
+# passed on separately: it is what lets a client notice a body cut short). The last two are a
+# record stream's: proxies in front of this replica must neither cache nor buffer it either.
+_KEEP_RESPONSE = ("Content-Type", "Retry-After", "Cache-Control", "X-Accel-Buffering")
 # aiohttp's client adds these when absent; the owner must see exactly what the client sent.
 _NO_AUTO_HEADERS = ("Content-Type", "Accept", "Accept-Encoding")
 _CHUNK = 64 * 1024
@@ -353,6 +355,17 @@ def _route_shape(request: web.Request) -> str:
     return canonical if isinstance(canonical, str) else request.path
 
 
+def _is_stream(request: web.Request) -> bool:
+    """Whether the request is a records read asking for a stream (SSE / NDJSON) rather than
+    one answer."""
+    if request.method.upper() != "GET" or not _route_shape(request).endswith("/records"):
+        return False
+    try:
+        return media.records_type(request) in media.STREAM_TYPES
+    except GatewayError:  # not acceptable: the owner answers 406 at once
+        return False
+
+
 def _owner_not_answering() -> GatewayError:
     return GatewayError(
         503,
@@ -381,11 +394,14 @@ class Forwarder:
         ssl_context: ssl.SSLContext | None = None,
         max_wait_ms: int | None = None,
         worker: WorkerIdentity | None = None,
+        stream_heartbeat_ms: int = 15_000,
     ) -> None:
         self._secret = secret
         self._default_wait_ms = default_wait_ms
         self._max_wait_ms = max(max_wait_ms or 0, default_wait_ms)
         self._kafka_timeout_ms = kafka_timeout_ms
+        # A record stream is silent for at most this long (then it sends a heartbeat).
+        self._stream_heartbeat_s = stream_heartbeat_ms / 1000
         # With workers: siblings are reached over their Unix sockets, one pool per sibling.
         self.worker = worker
         self._siblings: dict[str, aiohttp.ClientSession] = {}
@@ -455,6 +471,8 @@ class Forwarder:
         kafka_s = self._kafka_timeout_ms / 1000
         # The sibling's worst case for any operation (see budget_s), whatever it is.
         budget = self._max_wait_ms / 1000 + 3 * kafka_s + REGISTRY_TIMEOUT_S + ASSIGNMENT_WAIT_S
+        if _is_stream(request):
+            budget = max(budget, self._stream_gap_s(None))
         return await self._watched(
             request,
             self._exchange(
@@ -477,6 +495,10 @@ class Forwarder:
         before the owner would (it would answer a 503 while the owner still served it)."""
         kafka_s = self._kafka_timeout_ms / 1000
         method, shape = request.method.upper(), _route_shape(request)
+        if _is_stream(request):
+            # The hop's read timeout applies between chunks, and a stream is never silent for
+            # longer than this (the owner's heartbeats), however long it stays open.
+            return self._stream_gap_s(route.record.spec.get("format", "binary")) + MARGIN_S
         if method == "GET" and shape.endswith("/records"):
             spec_wait = route.record.spec.get("request_timeout_ms")
             wait_ms = spec_wait if isinstance(spec_wait, int) else self._default_wait_ms
@@ -497,6 +519,15 @@ class Forwarder:
         else:
             worst = kafka_s  # one commit / committed-offsets / subscription change
         return worst + MARGIN_S
+
+    def _stream_gap_s(self, fmt: object) -> float:
+        """The longest silence of a record stream on its owner: a heartbeat interval, then the
+        read in progress may overrun its wait by one Kafka call (and, for schema formats, a
+        registry look-up); ``fmt`` None: any format."""
+        gap = self._stream_heartbeat_s + self._kafka_timeout_ms / 1000
+        if fmt not in ("binary", "json"):
+            gap += REGISTRY_TIMEOUT_S
+        return gap
 
     async def forward(self, request: web.Request, route: Forward) -> web.StreamResponse:
         """Replay ``request`` on the owner and stream its answer back unchanged.

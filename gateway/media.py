@@ -19,6 +19,7 @@ from aiohttp import web
 
 from .context import RESPONSE_TYPE
 from .errors import GatewayError
+from .streaming.framing import NDJSON, SSE
 
 V2 = "application/vnd.kafka.v2+json"
 BINARY = "application/vnd.kafka.binary.v2+json"
@@ -71,6 +72,12 @@ RECORDS_OFFER: tuple[tuple[str, float], ...] = (
     (PROTOBUF, 0.1),
     _PLAIN_JSON,
 )
+# GET .../records also streams (gateway/consume/stream.py), but only for a client that names a
+# stream type: ``*/*``, ``text/*`` or no Accept keep getting one JSON array, as every v2 client
+# expects. Listed first at full weight, so a client naming one among others gets the stream
+# unless it gives the stream a lower q: a client that mentions a stream type wants one.
+STREAM_TYPES = frozenset({SSE, NDJSON})
+RECORDS_STREAM_OFFER: tuple[tuple[str, float], ...] = ((SSE, 1.0), (NDJSON, 1.0), *RECORDS_OFFER)
 
 
 def unsupported_media_type() -> GatewayError:
@@ -154,8 +161,17 @@ def parse_accept(header: str | None) -> list[_Range]:
     return ranges or [_Range("*", "*", 1.0)]
 
 
-def negotiate(request: web.Request, offered: tuple[tuple[str, float], ...]) -> str:
-    """The response type: highest client q, then highest server qs; NotAcceptable if none."""
+def negotiate(
+    request: web.Request,
+    offered: tuple[tuple[str, float], ...],
+    *,
+    named_only: frozenset[str] = frozenset(),
+) -> str:
+    """The response type: highest client q, then highest server qs; NotAcceptable if none.
+
+    Types in ``named_only`` are chosen only for a client that names them exactly: a wildcard
+    range never selects them (nor, by its q, rules them out).
+    """
     ranges = parse_accept(request.headers.get("Accept"))
     best: tuple[float, float, int] | None = None
     chosen = ""
@@ -166,7 +182,7 @@ def negotiate(request: web.Request, offered: tuple[tuple[str, float], ...]) -> s
             m = r.matches(media)
             if m > spec:
                 spec, q = m, r.q
-        if spec < 0 or q <= 0:
+        if spec < 0 or q <= 0 or (spec < 2 and media in named_only):
             continue
         key = (q, qs, spec)
         if best is None or key > best:
@@ -174,6 +190,11 @@ def negotiate(request: web.Request, offered: tuple[tuple[str, float], ...]) -> s
     if best is None:
         raise NotAcceptable()
     return chosen
+
+
+def records_type(request: web.Request) -> str:
+    """The response type of ``GET .../records``: a stream type, or a v2 read method."""
+    return negotiate(request, RECORDS_STREAM_OFFER, named_only=STREAM_TYPES)
 
 
 def respond_as(request: web.Request, offered: tuple[tuple[str, float], ...]) -> str:

@@ -218,6 +218,10 @@ class ReadLimits:
     wait_ms: int
     max_bytes: int
     min_bytes: int  # -1: disabled (wait the full time unless max_bytes is reached)
+    # At most this many records (0: no limit). A stream that ends after exactly N records
+    # needs it: a read's records count as delivered all together, so it must not take more
+    # than the stream will write.
+    max_records: int = 0
 
 
 @dataclass
@@ -715,10 +719,12 @@ class ConsumerInstance:
     async def _auto_commit_loop(self) -> None:
         while True:
             await asyncio.sleep(self._auto_commit_interval)
-            if self._lock.locked():
-                continue  # a read is running; its partitions are committed next tick
+            # A read in progress is waited for, not skipped: a client streaming records
+            # (gateway/consume/stream.py) reads without pause, so a tick that skipped busy
+            # instances would never commit for it.
             async with self._lock:
-                await self._commit_delivered(None, swallow=True)
+                if not self.closed:
+                    await self._commit_delivered(None, swallow=True)
 
     # --- reads -----------------------------------------------------------------------------
 
@@ -925,6 +931,7 @@ class ConsumerInstance:
         out: list[Any] = []
         size = 0
         max_bytes = limits.max_bytes
+        max_records = limits.max_records if limits.max_records > 0 else None
         deadline = time.monotonic() + limits.wait_ms / 1000
         while True:
             if not self._buffer:
@@ -963,14 +970,14 @@ class ConsumerInstance:
                     chunk.elements, chunk.sizes = batch(chunk.records[chunk.pos :])
                     chunk.decoded_by = batch
                 if chunk.pos < chunk.base + len(chunk.elements):
-                    size, full = self._take_decoded(chunk, out, size, max_bytes, taken)
+                    size, full = self._take_decoded(chunk, out, size, max_bytes, taken, max_records)
                     if full:
                         break
                     continue
                 # The batch stopped here: this record goes through the per-record decoder
                 # (its error is the poison record's answer), then the rest is batched again.
             try:
-                size, full = self._take_one(chunk, out, size, max_bytes, taken, decode)
+                size, full = self._take_one(chunk, out, size, max_bytes, taken, decode, max_records)
             finally:
                 chunk.decoded_by = None
             if full:
@@ -984,18 +991,20 @@ class ConsumerInstance:
         size: int,
         max_bytes: int,
         taken: dict[TopicPartition, tuple[int, int]],
+        max_records: int | None = None,
     ) -> tuple[int, bool]:
-        """Move the longest run of decoded elements that fits ``max_bytes`` into ``out``:
-        (the new size, whether the response is full)."""
+        """Move the longest run of decoded elements that fits ``max_bytes`` (and
+        ``max_records``) into ``out``: (the new size, whether the response is full)."""
         i = chunk.pos - chunk.base
         sizes = chunk.sizes
         room = max_bytes - size
-        rest = sum(itertools.islice(sizes, i, None))
+        end = len(sizes) if max_records is None else min(len(sizes), i + max_records - len(out))
+        rest = sum(itertools.islice(sizes, i, end))
         if rest < room:
-            n = len(sizes) - i
+            n = end - i
             got = rest
         else:
-            cumulative = list(itertools.accumulate(itertools.islice(sizes, i, None)))
+            cumulative = list(itertools.accumulate(itertools.islice(sizes, i, end)))
             # Records while the total stays within max_bytes, and none past the one that
             # reaches it exactly (not even empty ones): what the one-at-a-time rule gives.
             n = min(bisect_right(cumulative, room), bisect_left(cumulative, room) + 1)
@@ -1013,7 +1022,7 @@ class ConsumerInstance:
         if chunk.pos == len(records):
             self._buffer.popleft()
         size += got
-        return size, size >= max_bytes
+        return size, size >= max_bytes or (max_records is not None and len(out) >= max_records)
 
     def _take_one(
         self,
@@ -1023,6 +1032,7 @@ class ConsumerInstance:
         max_bytes: int,
         taken: dict[TopicPartition, tuple[int, int]],
         decode: Decode,
+        max_records: int | None = None,
     ) -> tuple[int, bool]:
         """Decode one record into ``out``, as :meth:`_take_decoded` does for a run."""
         rec = chunk.records[chunk.pos]
@@ -1044,7 +1054,7 @@ class ConsumerInstance:
         out.append(element)
         self._note_taken(taken, chunk.tp, rec.offset, rec.offset + 1)
         size += rsize
-        return size, size >= max_bytes
+        return size, size >= max_bytes or (max_records is not None and len(out) >= max_records)
 
     def _advance(self, chunk: _Chunk) -> None:
         chunk.pos += 1

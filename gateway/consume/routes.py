@@ -35,6 +35,7 @@ from ..paths import create_group, instance_names
 from ..security.authz import authorizer
 from ..security.principal import principal_of
 from ..topics import check_client_topics
+from . import stream
 from .decoding import decoder_for
 from .requests import (
     SCHEMA_FORMATS,
@@ -275,7 +276,12 @@ async def _seek_edge(request: web.Request, *, end: bool) -> web.Response:
 
 async def records(request: web.Request) -> web.StreamResponse:
     # Body-less, but Confluent's GET still 415s a foreign Content-Type; tolerate it instead.
-    ctype = media.negotiate(request, media.RECORDS_OFFER)
+    ctype = media.records_type(request)
+    if ctype in media.STREAM_TYPES:
+        # Errors before the stream starts are ordinary JSON answers, not events.
+        request[RESPONSE_TYPE] = media.JSON
+        wanted = _stream_params(request)
+        return await stream.serve(request, await _instance(request), ctype, wanted)
     request[RESPONSE_TYPE] = ctype
     timeout = _query_int(request, "timeout")
     max_bytes = _query_int(request, "max_bytes")
@@ -368,6 +374,30 @@ async def _write_all(
 
 
 # --- small parsers ------------------------------------------------------------------------------
+
+
+def _stream_params(request: web.Request) -> stream.StreamParams:
+    """A stream's query: ``max_records`` and ``duration_ms`` (positive, optional),
+    ``max_bytes`` per read as for a read; ``timeout`` is checked but means nothing here (a
+    stream waits for as long as it is open)."""
+    _query_int(request, "timeout")
+    return stream.params(
+        _query_positive(request, "max_records"),
+        _query_positive(request, "duration_ms"),
+        _query_int(request, "max_bytes"),
+        request.app[CONFIG].consumer_request_max_bytes,
+    )
+
+
+def _query_positive(request: web.Request, name: str) -> int:
+    """A positive integer query parameter; -1 when absent (an empty value is a mistake)."""
+    if name not in request.query:
+        return -1
+    value = _query_int(request, name)
+    if value < 1:
+        raw = request.query[name]
+        raise bad_request(f"Query parameter {name}={raw[:100]!r} must be a positive integer")
+    return value
 
 
 def _query_int(request: web.Request, name: str) -> int:

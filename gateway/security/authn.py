@@ -30,7 +30,8 @@ from .jwt import bearer_method
 from .mtls import mtls_method
 from .principal import PRINCIPAL, Principal
 
-PUBLIC_PATHS = UNAUTHENTICATED_PATHS | {"/openapi.json"}
+# The live topic page (ui.enabled) is static; the stream it opens is authenticated as usual.
+PUBLIC_PATHS = UNAUTHENTICATED_PATHS | {"/openapi.json", "/ui/stream"}
 METHODS = ("NONE", "BASIC", "BEARER", "MTLS")
 
 # One authentication method: the principal for a request that carries this method's

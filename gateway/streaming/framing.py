@@ -16,9 +16,19 @@ SSE_HEARTBEAT = b": keep-alive\n\n"
 NDJSON_HEARTBEAT = b"\n"
 
 
+def one_line(data: bytes) -> bytes:
+    """JSON text on one line. Stored JSON is spliced into events as it was produced, and valid
+    JSON holds a raw CR or LF only between tokens, where a space means the same; left in, it
+    would end an SSE ``data:`` field or an NDJSON line early."""
+    if b"\n" in data or b"\r" in data:
+        return data.replace(b"\n", b" ").replace(b"\r", b" ")
+    return data
+
+
 def sse_event(data: bytes, *, event: str | None = None, event_id: str | None = None) -> bytes:
     """One SSE event. ``event`` and ``event_id`` are the gateway's own ASCII tokens (a
     newline in either would end the field early, so callers never pass client text)."""
+    data = one_line(data)
     head = b""
     if event is not None:
         head += b"event: " + event.encode() + b"\n"
@@ -33,7 +43,7 @@ def sse_retry(ms: int) -> bytes:
 
 
 def ndjson_line(data: bytes) -> bytes:
-    return data + b"\n"
+    return one_line(data) + b"\n"
 
 
 def heartbeat(ctype: str) -> bytes:

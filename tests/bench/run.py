@@ -7,6 +7,7 @@
     python3 -m tests.bench.run --only mixed [--quick]   # 8 producers + 50 consumers via HAProxy
     python3 -m tests.bench.run --only workers --repeat 3   # one gateway, workers=1 vs workers=2
     python3 -m tests.bench.run --only v3 [--quick]   # v3 streaming produce, one request
+    python3 -m tests.bench.run --only stream [--quick]   # SSE / NDJSON streaming consume
 
 Kafka: ``KAFKA_BOOTSTRAP_SERVERS`` if set, else a private broker from tests/harness/kafka.py.
 Redis (scenarios forwarding, mixed and workers): ``REDIS_URL`` if set, else a private redis-server if one is
@@ -39,7 +40,7 @@ import aiohttp
 import orjson
 from aiokafka.admin import AIOKafkaAdminClient
 
-from tests.bench import bench_idle, bench_mixed, bench_v3, bench_workers
+from tests.bench import bench_idle, bench_mixed, bench_stream, bench_v3, bench_workers
 from tests.bench import bench_scenarios as sc
 from tests.bench.bench_infra import REPO, GatewayProcess, loadavg, new_workdir
 from tests.harness.kafka import KafkaServer, ensure_jars
@@ -57,6 +58,7 @@ ALL = (
     "mixed",
     "workers",
     "v3",
+    "stream",
 )
 NEEDS_REDIS = ("forwarding", "mixed", "workers")
 PROFILABLE = ("produce", "json", "latency", "consume", "forwarding", "v3")
@@ -608,6 +610,11 @@ async def bench(args: argparse.Namespace, servers: Servers, workdir: Path) -> di
             print("[bench] 10. v3 streaming produce, all records in one request")
             for _ in reps:
                 show(await bench_v3.v3_stream(ctx, gw.url, sides=sides))
+        if "stream" in only:
+            print("[bench] 11. streaming consume (NDJSON instance, SSE topic) and its latency")
+            for _ in reps:
+                show(await bench_stream.throughput(ctx, gw.url, sides=sides))
+                show(await bench_stream.latency(ctx, gw.url, sides=sides))
         if "workers" in only and not args.profile:
             print("[bench] 9. produce with workers=1 and workers=2 (one gateway, Redis store)")
             if servers.redis_url is None:
@@ -792,6 +799,28 @@ def tables(out: dict[str, Any]) -> str:
             f"{_ratio(g['records_per_s'], d and d['records_per_s'])} | "
             f"{_ratio_range(res, ('consume', v, 'gateway'), ('consume', 'getmany', 'direct'), 'records_per_s')} | "
             f"{_cpu(g, *gw_keys)} | {_cpu(d, *d_keys)} |{_extra(g, d)}"
+        )
+    d = _find(res, "stream-consume", "getmany", "direct")
+    for v in ("NDJSON instance", "SSE topic"):
+        g = _find(res, "stream-consume", v, "gateway")
+        if g is None:
+            continue
+        lines.append(
+            f"| streaming consume, {v}, one response | {_tp(g)} | {_tp(d)} | "
+            f"{_ratio(g['records_per_s'], d and d['records_per_s'])} | "
+            f"{_ratio_range(res, ('stream-consume', v, 'gateway'), ('stream-consume', 'getmany', 'direct'), 'records_per_s')} | "
+            f"{_cpu(g, *gw_keys)} | {_cpu(d, *d_keys)} |{_extra(g, d)}"
+        )
+    d = _find(res, "stream-latency", "getmany loop, produce to record", "direct", "p50_ms")
+    for v in ("SSE topic, produce to event", "NDJSON instance, produce to line"):
+        g = _find(res, "stream-latency", v, "gateway", "p50_ms")
+        if g is None:
+            continue
+        gl, dl = g["latency"], d and d["latency"]
+        lines.append(
+            f"| end-to-end latency p50 / p99, {v} | {gl['p50_ms']} / {gl['p99_ms']} ms | "
+            f"{dl['p50_ms'] if dl else '-'} / {dl['p99_ms'] if dl else '-'} ms | "
+            f"{_ratio(gl['p50_ms'], dl and dl['p50_ms'])} (p50) | - | - | - |"
         )
     if len(lines) == 4:  # none of scenarios 1-4 ran
         lines = [*lines[:1], ""]

@@ -303,6 +303,7 @@ defaults
     # A long-poll read may wait tens of seconds (plus one forwarding hop).
     timeout client 60s
     timeout server 60s
+    # Streams outlive these only by their heartbeat (stream.heartbeat.ms, 15 s, below both).
     timeout http-request 10s
     timeout http-keep-alive 10s
     timeout queue 10s

@@ -173,6 +173,8 @@ def test_wheel_carries_the_dev_broker_files(wheel: Path) -> None:
             assert member in names, f"{member} missing from {wheel.name}"
             assert whl.read(member) == (BROKER_SOURCE / name).read_bytes()
         assert {"gateway/cli/__init__.py", "gateway/cli/__main__.py", "gateway/cli/dev.py"} <= names
+        # The live topic page GET /ui/stream serves (ui.enabled).
+        assert "gateway/ui/stream.html" in names
         assert not {"gateway/cli.py", "gateway/devmode.py"} & names
         (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
         assert "event-gateway = gateway.cli:main" in whl.read(entry_points).decode()

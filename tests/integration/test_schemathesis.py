@@ -251,8 +251,9 @@ class LiveGateway:
     def reset(self, case: Case) -> None:
         """Put a pre-made instance the case targets back in its known state: it exists and is
         assigned both partitions (or, for a subscribe, has neither subscription nor assignment).
-        A destructive v3 case is pointed at throw-away names first."""
+        A destructive v3 case is pointed at throw-away names first, and a stream is bounded."""
         self.guard_v3(case)
+        bound_stream(case)
         params = case.path_parameters or {}
         name = params.get("instance")
         if params.get("group") != self.group or name not in self.instances:
@@ -338,6 +339,25 @@ class LiveGateway:
         if made:
             with contextlib.suppress(Exception):  # unknown topics are the common case
                 self.kafka.run(self.kafka.admin.delete_topics(made), timeout=30)
+
+
+# A topic stream (GET /topics/{topic}/events) is open until the client leaves; the fuzzer's
+# client reads a response to its end, so every stream it opens is given an end.
+STREAM_DURATION_MS = 300
+
+
+def bound_stream(case: Case) -> None:
+    """A generated ``duration_ms`` that is valid is lowered to :data:`STREAM_DURATION_MS`, an
+    absent one set to it; an invalid one is sent as generated (it is answered 400 at once)."""
+    if case.operation.path != "/topics/{topic}/events":
+        return
+    query = dict(case.query or {})
+    duration = query.get("duration_ms")
+    if duration is None or (
+        isinstance(duration, int) and not isinstance(duration, bool) and duration >= 1
+    ):
+        query["duration_ms"] = min(duration or STREAM_DURATION_MS, STREAM_DURATION_MS)
+        case.query = query
 
 
 def _entries(body: Any) -> list[Any]:
@@ -901,6 +921,7 @@ def test_stateful_links(
                     if isinstance(case.body.get(key), str) and case.body[key]:
                         case.body[key] += f"-{uuid.uuid4().hex[:8]}"
             live_gateway.guard_v3(case)  # no v3 links today; harmless should one be added
+            bound_stream(case)
 
         def after_call(self, response: Any, case: Case) -> None:
             live_gateway.after()

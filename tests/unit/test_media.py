@@ -79,3 +79,42 @@ def test_not_acceptable_is_a_confluent_error() -> None:
     assert isinstance(err.value, media.NotAcceptable)
     assert (err.value.status, err.value.error_code) == (406, 406)
     assert err.value.message == "HTTP 406 Not Acceptable"
+
+
+# --- record streams on GET .../records ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("accept", "chosen"),
+    [
+        ("text/event-stream", "text/event-stream"),
+        ("application/x-ndjson", "application/x-ndjson"),
+        (f"text/event-stream, {media.BINARY}", "text/event-stream"),  # naming it asks for it
+        (f"text/event-stream;q=0.5, {media.BINARY}", media.BINARY),  # the client's q first
+        ("application/x-ndjson, application/json", "application/x-ndjson"),
+        # Wildcards never start a stream: v2 clients keep getting one array.
+        (None, media.BINARY),
+        ("*/*", media.BINARY),
+        ("application/*", media.BINARY),
+        ("text/event-stream;q=0, */*", media.BINARY),
+    ],
+)
+def test_records_type_streams_only_when_named(accept, chosen) -> None:
+    assert media.records_type(req(accept)) == chosen
+
+
+@pytest.mark.parametrize("accept", ["text/*", "text/event-stream;q=0", "text/plain"])
+def test_records_type_never_guesses_a_stream(accept) -> None:
+    with pytest.raises(media.NotAcceptable):
+        media.records_type(req(accept))
+
+
+@pytest.mark.parametrize("accept", ["text/event-stream", "application/x-ndjson"])
+@pytest.mark.parametrize(
+    "offered",
+    [media.V2_ONLY, media.V2_LOW, media.CONSUMERS_OFFER, media.RECORDS_OFFER],
+    ids=["v2-only", "v2-low", "consumers", "records-array"],
+)
+def test_stream_types_are_not_acceptable_elsewhere(accept, offered) -> None:
+    with pytest.raises(media.NotAcceptable):
+        media.negotiate(req(accept), offered)
