@@ -88,6 +88,16 @@ def test_an_id_freed_by_permanent_deletes_may_name_another_schema() -> None:
     assert state.id_for(identity(A)) is None and state.id_for(identity(B)) == 4
 
 
+def test_an_id_orphaned_by_a_racing_writer_is_not_given_to_another_schema() -> None:
+    """Two writers without the lock register A under x v1 with ids 3 and 4; the second record
+    overwrites the slot, leaving id 3 without users, but the first writer already answered 3.
+    A third writer's record giving 3 to B must be ignored (its writer retries), or id 3 would
+    decode two schemas (seen in CI: test_without_the_lock_ids_still_never_collide)."""
+    state = replay(schema("x", 1, 3, A), schema("x", 1, 4, A), schema("y", 1, 3, B))
+    assert state.schema(3) is not None and state.schema(3).schema == A
+    assert state.version("y", 1) is None
+
+
 def test_levels() -> None:
     state = replay(wire.encode_config(None, "FULL"), wire.encode_config("s", "NONE"))
     assert (state.level("s"), state.level("t"), state.configured_level("t")) == (

@@ -34,6 +34,7 @@ class RegistryState:
         self._schemas: dict[int, StoredSchema] = {}
         self._ids: dict[Identity, int] = {}  # first id seen for each distinct schema
         self._users: dict[int, set[tuple[str, int]]] = {}  # id -> slots holding it
+        self._freed: set[int] = set()  # ids whose last slot a permanent delete removed
         self._levels: dict[str | None, str] = {}
         self.max_id = 0
 
@@ -44,7 +45,7 @@ class RegistryState:
         if isinstance(rec, SchemaRecord):
             self._put_version(rec, ident or identity(rec.schema))
         elif isinstance(rec, SchemaTombstone):
-            self._drop_version(rec.subject, rec.version)
+            self._drop_version(rec.subject, rec.version, freeing=True)
         elif isinstance(rec, DeleteSubjectRecord):
             for v in list(self._subjects.get(rec.subject, {}).values()):
                 if v.version <= rec.version and not v.deleted:
@@ -57,7 +58,10 @@ class RegistryState:
 
     def _put_version(self, rec: SchemaRecord, ident: Identity) -> None:
         owner = self._schemas.get(rec.id)
-        if owner is not None and owner.identity != ident and self._users.get(rec.id):
+        # Only a permanent delete frees an id for another schema. A version slot overwritten by
+        # a racing writer's record (same subject and version, another id) leaves its old id
+        # without users, yet a client may already hold that id for its schema.
+        if owner is not None and owner.identity != ident and rec.id not in self._freed:
             log.warning(
                 "ignoring %s version %d: id %d already belongs to another schema (first wins)",
                 rec.subject,
@@ -69,6 +73,7 @@ class RegistryState:
             if owner is not None and self._ids.get(owner.identity) == rec.id:
                 del self._ids[owner.identity]  # an id freed by permanent deletes, reused
             self._schemas[rec.id] = StoredSchema(rec.id, rec.schema, ident)
+        self._freed.discard(rec.id)
         self._ids.setdefault(ident, rec.id)
         self.max_id = max(self.max_id, rec.id)
         self._drop_version(rec.subject, rec.version)
@@ -76,12 +81,15 @@ class RegistryState:
         slots[rec.version] = Version(rec.subject, rec.version, rec.id, rec.deleted)
         self._users.setdefault(rec.id, set()).add((rec.subject, rec.version))
 
-    def _drop_version(self, subject: str, version: int) -> None:
+    def _drop_version(self, subject: str, version: int, *, freeing: bool = False) -> None:
         slots = self._subjects.get(subject)
         if not slots or version not in slots:
             return
         old = slots.pop(version)
-        self._users.get(old.id, set()).discard((subject, version))
+        users = self._users.get(old.id, set())
+        users.discard((subject, version))
+        if freeing and not users:
+            self._freed.add(old.id)
         if not slots:
             del self._subjects[subject]
 
@@ -110,8 +118,9 @@ class RegistryState:
         return max(slots) + 1 if slots else 1
 
     def schema(self, schema_id: int) -> StoredSchema | None:
-        """A schema whose every version was permanently deleted is gone, as in Confluent."""
-        if not self._users.get(schema_id):
+        """A schema whose every version was permanently deleted is gone, as in Confluent; one
+        whose only version a racing writer's record overwrote is not (its id was answered)."""
+        if schema_id in self._freed:
             return None
         return self._schemas.get(schema_id)
 
