@@ -38,11 +38,25 @@ log = logging.getLogger(__name__)
 async def serve(config: Config, worker: WorkerIdentity | None = None) -> None:
     """Serve until SIGTERM/SIGINT; as a worker (see gateway/workers), on the listener shared
     with its siblings (SO_REUSEPORT), plus this worker's own Unix socket for them."""
-    app = build_app(config, worker)
-    runner = make_runner(app, config)
-    await runner.setup()
+    loop = asyncio.get_running_loop()
+    # SIGHUP: certificate renewal (cert-manager, certbot) without dropping a connection. One
+    # during start-up (a renewal, or a parent passing one on to a worker still starting) must
+    # neither kill the process (the default action) nor be lost: the files may have been
+    # replaced after build_app read them, so it is replayed once TLS is set up.
+    early_hup: list[bool] = []
+    loop.add_signal_handler(signal.SIGHUP, early_hup.append, True)
+    try:
+        app = build_app(config, worker)
+        tls = app[TLS_KEY]
+        loop.add_signal_handler(signal.SIGHUP, tls.reload)
+        if early_hup:
+            tls.reload()
+        runner = make_runner(app, config)
+        await runner.setup()
+    except BaseException:
+        loop.remove_signal_handler(signal.SIGHUP)
+        raise
     lst = config.listener
-    tls = app[TLS_KEY]
     # With workers, each binds the port with SO_REUSEPORT: the kernel spreads new
     # connections over them by address hash. (One shared accept queue would not: asyncio
     # accepts every pending connection on each wake-up, so the first worker awake takes all.)
@@ -65,16 +79,14 @@ async def serve(config: Config, worker: WorkerIdentity | None = None) -> None:
         for site in sites:
             await site.start()
     except BaseException:
+        loop.remove_signal_handler(signal.SIGHUP)
         await runner.cleanup()  # close Kafka and Redis clients before reporting the failure
         raise
     log.info("event-gateway listening on %s (node %s)", lst.url, app[SESSIONS].node_id)
 
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    # SIGHUP: certificate renewal (cert-manager, certbot) without dropping a connection.
-    loop.add_signal_handler(signal.SIGHUP, tls.reload)
     try:
         await stop.wait()
         log.info("shutting down: readiness off, draining consumer instances")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 
 from gateway import config as configmod
@@ -52,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         return dev.run(args)
     if args.command == "user":
         return users.run(args)
+    # Certificate renewals signal SIGHUP at any time, even while this process starts: until
+    # serve() (or the supervisor) handles it, it is ignored rather than fatal. Start-up reads
+    # the files after this point anyway.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         cfg = configmod.load(args.config, overrides=args.set)
     except configmod.ConfigError as exc:

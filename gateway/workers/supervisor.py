@@ -140,7 +140,7 @@ class Supervisor:
         w.process = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", *self._argv],
             env=env,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=_prepare_worker,
         )
         w.started = time.monotonic()
 
@@ -167,14 +167,20 @@ class Supervisor:
                 w.process.wait(10)
 
 
-def _die_with_parent() -> None:
-    # A parent killed with SIGKILL runs no cleanup: the kernel then stops the workers too,
-    # rather than leaving them serving on a socket no supervisor watches. Runs between fork
-    # and exec, so it must not raise.
+def _prepare_worker() -> None:
+    """Runs between fork and exec, so it must not raise."""
+    # A SIGHUP passed on while the worker is still importing would kill it (the default
+    # action); an ignored signal stays ignored across exec, until serve() installs its handler
+    # (which reads the certificate files after this point anyway).
     with contextlib.suppress(Exception):
-        import ctypes
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # A parent killed with SIGKILL runs no cleanup: the kernel then stops the workers too,
+    # rather than leaving them serving on a socket no supervisor watches.
+    if sys.platform == "linux":
+        with contextlib.suppress(Exception):
+            import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _check_port_free(host: str, port: int) -> None:

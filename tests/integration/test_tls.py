@@ -144,6 +144,11 @@ async def test_https_listener_and_reload_on_sighup(
                 assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
                 await asyncio.sleep(0.2)
         assert first_serial == server_cert.cert.serial_number
+        if workers > 1:
+            # Renewals signal at any time: SIGHUPs passed on to workers still starting (or
+            # starting again) must neither kill them nor be lost.
+            await _hup_while_workers_start(proc, log, workers)
+        reloads_before = log.read_text().count("TLS certificate reloaded")
 
         # A client that does not trust the test CA (the system store) is refused.
         async with aiohttp.ClientSession() as session:
@@ -175,7 +180,7 @@ async def test_https_listener_and_reload_on_sighup(
         # Every worker must have reloaded before the next step writes a stray key: a new
         # connection reaches one worker only, and a sibling that handles this SIGHUP late would
         # read the stray pair instead.
-        while log.read_text().count("TLS certificate reloaded") < workers:
+        while log.read_text().count("TLS certificate reloaded") < reloads_before + workers:
             assert time.monotonic() < deadline, log.read_text()
             await asyncio.sleep(0.1)
         # The connection opened before the reload was not dropped and keeps its certificate.
@@ -202,6 +207,49 @@ async def test_https_listener_and_reload_on_sighup(
         proc.terminate()
         code = await asyncio.to_thread(proc.wait, 30)
     assert code == 0, log.read_text()
+
+
+def _read(log: Path) -> str:
+    return log.read_text()  # small, local: not worth a thread
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[1]) == pid:  # state, then ppid
+            found.append(int(stat.parent.name))
+    return found
+
+
+async def _hup_while_workers_start(proc: subprocess.Popen[bytes], log: Path, workers: int) -> None:
+    """SIGHUP the parent every 20 ms while a worker is killed and started again, until every
+    worker of this generation listens: no worker may die of it, and every one that was up when
+    a SIGHUP came logs a reload (a starting one reads the files anyway)."""
+    listening = "event-gateway listening on"
+    deadline = time.monotonic() + 30
+    while _read(log).count(listening) < workers:
+        assert proc.poll() is None and time.monotonic() < deadline, _read(log)
+        await asyncio.sleep(0.05)
+    # Restart one worker: SIGKILL it and keep signalling the parent while its successor starts.
+    pids = _children(proc.pid)
+    assert len(pids) == workers
+    os.kill(pids[0], signal.SIGKILL)
+    while _read(log).count(listening) < workers + 1:
+        assert proc.poll() is None and time.monotonic() < deadline, _read(log)
+        proc.send_signal(signal.SIGHUP)
+        await asyncio.sleep(0.02)
+    for _ in range(5):  # and a few once it listens
+        proc.send_signal(signal.SIGHUP)
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.5)  # the last signals handled
+    text = _read(log)
+    assert text.count("exited with") == 1, text  # only the one killed here
+    assert "exited with -9" in text, text
+    assert proc.poll() is None
 
 
 async def _instances_served_by_any_worker(port: int, ctx: ssl.SSLContext) -> None:

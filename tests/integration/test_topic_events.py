@@ -20,12 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import jsonschema
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
+from gateway.openapi import document
 from gateway.security.basic import add_user
 from gateway.streaming.slots import STREAMS
 from gateway.streams.positions import decode_id
@@ -136,6 +138,21 @@ async def produce(
         await producer.send_and_wait(
             topic, value, key=key, partition=partition, timestamp_ms=timestamp_ms
         )
+
+
+def assert_documented(events: list[Event]) -> None:
+    """Each dispatched event as the OpenAPI document describes one (what schemathesis checks
+    with whatever topic it happens to generate: an OpenAPI 3.1 event-stream ``schema`` is one
+    event's ``{event, data, id, retry}``)."""
+    op = document(builtin_registry=False)["paths"]["/topics/{topic}/events"]["get"]
+    schema = op["responses"]["200"]["content"][SSE]["schema"]
+    dispatched = [ev for ev in events if ev.kind == "event"]
+    assert dispatched
+    for ev in dispatched:
+        seen = {"event": ev.event, "data": ev.data}
+        if ev.id is not None:
+            seen["id"] = ev.id
+        jsonschema.validate(seen, schema)
 
 
 def positions_of(events: list[Event]) -> dict[int, list[int]]:
@@ -263,6 +280,7 @@ async def test_formats_and_tombstones(
     async with stream(gateway, topic, {"from": "beginning"}) as s:
         events = await s.records(4)
     assert [e.event for e in events] == ["record", "record", "record", "tombstone"]
+    assert_documented(events)
     data = [e.json() for e in events]
     assert (data[0]["key"], data[0]["key_encoding"], data[0]["value"]) == (
         "k1",
@@ -323,6 +341,7 @@ async def test_max_records_and_duration_end_the_stream(
         rest = await s.end(timeout=5)
     assert 0.25 < time.monotonic() - started < 5
     assert (rest[-1].event, rest[-1].json()) == ("end", {"reason": "duration"})
+    assert_documented(rest)
 
 
 async def test_schema_formats_decode_with_the_registry(
@@ -408,6 +427,7 @@ async def test_resume_below_the_log_start_reports_a_gap(
         gap = await s.next()
         assert gap is not None and gap.event == "gap" and gap.id == "0:3,1:0"
         assert gap.json() == {"topic": topic, "partition": 0, "requested_offset": 1, "offset": 3}
+        assert_documented([gap])
         events = await s.records(2)
     assert positions_of(events) == {0: [3, 4]}
 
