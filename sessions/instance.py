@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import re2
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import (
     CommitFailedError,
@@ -63,6 +63,7 @@ from .errors import (
     Moving,
     PoisonRecord,
 )
+from .fetched import Record
 from .kafka_internals import SubscriptionType
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,12 @@ PREFILL_MAX_RECORDS = 10_000
 PREFILL_MAX_BYTES = 1024 * 1024
 PREFILL_CAP_RECORDS = 50_000
 PREFILL_CAP_BYTES = 8 * 1024 * 1024
+# How long a prefill short of its target waits for aiokafka's next fetch. A read usually
+# drains everything aiokafka holds, so right after it there is nothing to prefill from; the
+# fetch aiokafka then sends arrives while the client is still busy with the response. Waiting
+# for it (without holding the instance) is what keeps a polling client from waiting on Kafka
+# at its next read while data is there.
+PREFILL_WAIT_S = 1.0
 
 
 def _prefill_target(records: int, nbytes: int) -> tuple[int, int]:
@@ -119,8 +126,8 @@ class DecodeError(Exception):
 
 # A read's decoder: one record -> (response element, size for max_bytes). It may carry an
 # async ``prepare`` and a ``batch`` (see ConsumerInstance.read).
-Decode = Callable[[ConsumerRecord], tuple[Any, int]]
-BatchDecode = Callable[[Sequence[ConsumerRecord]], tuple[list[Any], list[int]]]
+Decode = Callable[[Record], tuple[Any, int]]
+BatchDecode = Callable[[Sequence[Record]], tuple[list[Any], list[int]]]
 
 
 class _Chunk:
@@ -134,7 +141,7 @@ class _Chunk:
 
     __slots__ = ("base", "decoded_by", "elements", "pos", "records", "sizes", "tp")
 
-    def __init__(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+    def __init__(self, tp: TopicPartition, records: list[Record]) -> None:
         self.tp = tp
         self.records = records
         self.pos = 0  # the next record to hand out
@@ -320,6 +327,7 @@ class ConsumerInstance:
             raise KafkaUnavailable(
                 f"Kafka is unavailable: cannot start consumer ({describe(exc)})"
             ) from exc
+        kafka_internals.lean_records(self._consumer)
         if self.auto_commit:
             self._auto_commit_task = asyncio.create_task(self._auto_commit_loop())
         self._arm_idle_timer()  # a client that never reads must not keep it fetching
@@ -496,6 +504,7 @@ class ConsumerInstance:
             raise KafkaUnavailable(
                 f"Kafka is unavailable: cannot restart the consumer ({describe(exc)})"
             ) from exc
+        kafka_internals.lean_records(self._consumer)
 
     def subscription_state(self) -> dict[str, Any]:
         """What an adopting replica needs to rebuild the subscription or assignment."""
@@ -782,8 +791,9 @@ class ConsumerInstance:
         aiokafka fetches ahead, but turns the fetched bytes into records only when asked
         (``getmany``), and that plus decoding is most of a read's CPU. A client polling in a
         loop spends its own time between reads; doing both then leaves the next read only
-        the slicing and the write. Only what aiokafka already holds is taken (no wait on
-        Kafka), only for decoders that need nothing per read (``batch``, no ``prepare``), and
+        the slicing and the write. Records are taken only as aiokafka's background fetches
+        bring them (for up to PREFILL_WAIT_S, waiting without holding the instance), up to the
+        target, only for decoders that need nothing per read (``batch``, no ``prepare``), and
         never while another operation runs or waits. Buffered records are what a read would
         have taken anyway: seeks, rewinds and revocations drop them as they do today, and
         positions and commits never look at them.
@@ -796,30 +806,41 @@ class ConsumerInstance:
 
     async def _prefill(self, batch: BatchDecode) -> None:
         await asyncio.sleep(0)  # the read that scheduled this releases the lock first
-        if self._lock.locked() or self._waiting:
-            return  # an operation is running or waiting: it does its own fetching
-        async with self._lock:
-            try:
-                await self._prefill_locked(batch)
-            except Exception as exc:  # the next read meets the same trouble and reports it
-                log.debug("%s/%s: prefill stopped: %s", *self.key, describe(exc))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PREFILL_WAIT_S
+        while True:
+            if self._lock.locked() or self._waiting:
+                return  # an operation is running or waiting: it does its own fetching
+            async with self._lock:
+                try:
+                    short = await self._prefill_locked(batch)
+                except Exception as exc:  # the next read meets the same trouble and reports it
+                    log.debug("%s/%s: prefill stopped: %s", *self.key, describe(exc))
+                    return
+            remaining = deadline - loop.time()
+            if not short or remaining <= 0:
+                return
+            # Without the lock: an operation arriving meanwhile runs at once (and this stops).
+            if not await kafka_internals.wait_for_fetch(self._consumer, remaining):
+                return
 
-    async def _prefill_locked(self, batch: BatchDecode) -> None:
-        if self._buffer:
-            return  # the next read has records at hand already
-        records_in = bytes_in = 0
+    async def _prefill_locked(self, batch: BatchDecode) -> bool:
+        """Decode what aiokafka holds into the buffer, up to the target; True when the buffer
+        is still short of it because aiokafka has nothing more yet (worth waiting for)."""
         max_records, max_bytes = self._prefill_target
+        records_in = sum(len(c.records) - c.pos for c in self._buffer)
+        bytes_in = sum(sum(c.sizes) for c in self._buffer)
         while records_in < max_records and bytes_in < max_bytes:
             if self.closed or self._idle or self._waiting or self._mode() is SubscriptionType.NONE:
-                return
+                return False
             if kafka_internals.fetcher_dead(self._consumer):
-                return  # the next read heals it
+                return False  # the next read heals it
             # No wait_for here: cancelling a getmany that already took records from aiokafka
             # would lose them. With timeout 0 it returns at once (it can wait only while a
             # group rebalance completes, as any read's getmany does).
             fetched = await self._consumer.getmany(timeout_ms=0, max_records=FETCH_BATCH)
             if not fetched:
-                return
+                return True
             for tp, records in fetched.items():
                 if records:
                     chunk = _Chunk(tp, records)
@@ -829,6 +850,7 @@ class ConsumerInstance:
                     records_in += len(records)
                     bytes_in += sum(chunk.sizes)
             await asyncio.sleep(0)  # let a read that just arrived queue up (and stop this)
+        return False
 
     # --- idle pause ------------------------------------------------------------------------
 
@@ -920,7 +942,7 @@ class ConsumerInstance:
         limits: ReadLimits,
         decode: Decode,
     ) -> tuple[list[Any], dict[TopicPartition, tuple[int, int]]]:
-        prepare: Callable[[Iterable[ConsumerRecord]], Awaitable[None]] | None = getattr(
+        prepare: Callable[[Iterable[Record]], Awaitable[None]] | None = getattr(
             decode, "prepare", None
         )
         batch: BatchDecode | None = getattr(decode, "batch", None)
@@ -1068,7 +1090,7 @@ class ConsumerInstance:
         before = taken.get(tp)
         taken[tp] = (first if before is None else before[0], after)
 
-    def _buffered_records(self) -> Iterator[ConsumerRecord]:
+    def _buffered_records(self) -> Iterator[Record]:
         for chunk in self._buffer:
             yield from itertools.islice(chunk.records, chunk.pos, None)
 

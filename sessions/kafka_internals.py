@@ -15,12 +15,14 @@ produce and metadata paths share it without ``sessions`` importing ``gateway``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import copy
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.consumer.fetcher import FetchResult
 from aiokafka.consumer.subscription_state import SubscriptionType
 from aiokafka.errors import (
     BrokerResponseError,
@@ -31,6 +33,8 @@ from aiokafka.errors import (
 )
 from aiokafka.protocol.metadata import MetadataRequest
 from aiokafka.structs import OffsetAndMetadata
+
+from .fetched import LeanRecord
 
 Partitioner = Callable[[bytes, list[int], list[int]], int]
 
@@ -47,6 +51,7 @@ __all__ = [
     "fetcher_timeout",
     "forget_missing_topic",
     "keep_sequences_dense",
+    "lean_records",
     "max_request_size",
     "metadata_topics",
     "partitioner",
@@ -55,6 +60,7 @@ __all__ = [
     "set_fetcher_timeout",
     "subscribe_pattern",
     "subscription_type",
+    "wait_for_fetch",
 ]
 
 # --- consumer ---------------------------------------------------------------------------------
@@ -80,6 +86,69 @@ def subscribe_pattern(consumer: AIOKafkaConsumer, pattern: Any, listener: Any) -
     """
     consumer._subscription.subscribe_pattern(pattern=pattern, listener=listener)
     consumer._client.set_topics([])  # as subscribe() does: the next metadata update matches
+
+
+_new_tuple = tuple.__new__
+
+
+def _lean_record(tp: TopicPartition, record: Any) -> LeanRecord:
+    # One C call per record (tuple.__new__), where ConsumerRecord runs a Python __init__.
+    return _new_tuple(
+        LeanRecord,
+        (
+            tp.topic,
+            tp.partition,
+            record.offset,
+            record.timestamp,
+            record.timestamp_type,
+            record.key,
+            record.value,
+            record.headers,
+        ),
+    )
+
+
+class _LeanResults(collections.OrderedDict[TopicPartition, Any]):
+    """The fetcher's table of fetched partitions; every partition's records put in it unpack
+    as LeanRecord. aiokafka's unpacking loop (skipping control batches, aborted transactions
+    and compacted-away offsets, moving the fetch position) stays aiokafka's: only the object
+    built per record changes, through the per-record hook it calls on the instance."""
+
+    def __setitem__(self, tp: TopicPartition, result: Any) -> None:
+        if type(result) is FetchResult:
+            result._partition_records._consumer_record = _lean_record
+        super().__setitem__(tp, result)
+
+
+def lean_records(consumer: AIOKafkaConsumer) -> None:
+    """Make the started consumer's reads return :class:`~sessions.fetched.LeanRecord`s.
+
+    Only for consumers without deserializers (the instances read bytes); records fetched
+    before the call still come as ``ConsumerRecord``, which reads the same.
+    """
+    fetcher = consumer._fetcher
+    if fetcher is None:
+        raise RuntimeError("lean_records() needs a started consumer")
+    if fetcher._key_deserializer is not None or fetcher._value_deserializer is not None:
+        raise ValueError("lean_records() skips deserializers; the consumer has some")
+    if type(fetcher._records) is not _LeanResults:
+        fetcher._records = _LeanResults(fetcher._records)
+
+
+async def wait_for_fetch(consumer: AIOKafkaConsumer, timeout_s: float) -> bool:
+    """Wait, at most ``timeout_s``, until the started consumer's background fetch brings
+    new records (or the consumer closes), without taking any: ``getmany`` would take them.
+    False, at once, when there is nothing to wait on (not started, or closed)."""
+    fetcher = consumer._fetcher
+    if fetcher is None or consumer._closed:
+        return False
+    waiter = fetcher._create_fetch_waiter()
+    try:
+        await asyncio.wait([waiter], timeout=timeout_s)
+    finally:
+        if not waiter.done():
+            waiter.cancel()  # its done-callback takes it out of the fetcher's waiters
+    return True
 
 
 def fetcher_dead(consumer: AIOKafkaConsumer) -> bool:

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 
 import orjson
 from aiohttp import web
-from aiokafka import ConsumerRecord
 
+from sessions.fetched import Record
 from sessions.instance import DecodeError
 
 from ..context import SCHEMAS
@@ -45,10 +45,10 @@ from ..registry.schemas import Schemas
 
 log = logging.getLogger(__name__)
 
-Decoder = Callable[[ConsumerRecord], tuple[bytes, int]]
+Decoder = Callable[[Record], tuple[bytes, int]]
 # Records of one partition, in offset order -> the elements and sizes of the longest prefix it
 # can decode (shorter than the input: the next record is a poison record, see BatchDecoder).
-BatchDecode = Callable[[Sequence[ConsumerRecord]], tuple[list[bytes], list[int]]]
+BatchDecode = Callable[[Sequence[Record]], tuple[list[bytes], list[int]]]
 
 # Topic -> the start of every element of that topic, up to the key's value. Bounded only so
 # that a replica reading an ever-changing set of topics cannot grow it without end.
@@ -65,7 +65,7 @@ def _head(topic: str) -> bytes:
     return head
 
 
-def element(rec: ConsumerRecord, key: bytes, value: bytes) -> bytes:
+def element(rec: Record, key: bytes, value: bytes) -> bytes:
     """One response element from the key's and value's JSON text."""
     return b"".join(
         (
@@ -82,7 +82,7 @@ def element(rec: ConsumerRecord, key: bytes, value: bytes) -> bytes:
     )
 
 
-def decode_binary(rec: ConsumerRecord) -> tuple[bytes, int]:
+def decode_binary(rec: Record) -> tuple[bytes, int]:
     # Inlined (base64 as binary.deserialize does it, padded, one line): runs once per record.
     key, value = rec.key, rec.value
     return (
@@ -103,7 +103,7 @@ def decode_binary(rec: ConsumerRecord) -> tuple[bytes, int]:
     )
 
 
-def _template(rec: ConsumerRecord, key: bytes = b"%s", value: bytes = b"%s") -> bytes:
+def _template(rec: Record, key: bytes = b"%s", value: bytes = b"%s") -> bytes:
     """The ``%``-template of every element of ``rec``'s partition; the offset goes in last.
 
     Same bytes as :func:`element` (field order, separators, the head's JSON of the topic); a
@@ -120,7 +120,7 @@ def _template(rec: ConsumerRecord, key: bytes = b"%s", value: bytes = b"%s") -> 
     )
 
 
-def _raw_sizes(records: Sequence[ConsumerRecord]) -> list[int]:
+def _raw_sizes(records: Sequence[Record]) -> list[int]:
     """What ``max_bytes`` counts for binary and json: the stored key + value bytes."""
     return [
         (0 if (k := r.key) is None else len(k)) + (0 if (v := r.value) is None else len(v))
@@ -128,7 +128,7 @@ def _raw_sizes(records: Sequence[ConsumerRecord]) -> list[int]:
     ]
 
 
-def decode_binary_batch(records: Sequence[ConsumerRecord]) -> tuple[list[bytes], list[int]]:
+def decode_binary_batch(records: Sequence[Record]) -> tuple[list[bytes], list[int]]:
     """:func:`decode_binary` over a partition batch (every record is valid binary)."""
     if not records:
         return [], []
@@ -153,7 +153,7 @@ def decode_binary_batch(records: Sequence[ConsumerRecord]) -> tuple[list[bytes],
     ], _raw_sizes(records)
 
 
-def decode_json_batch(records: Sequence[ConsumerRecord]) -> tuple[list[bytes], list[int]]:
+def decode_json_batch(records: Sequence[Record]) -> tuple[list[bytes], list[int]]:
     """:func:`decode_json` over a partition batch, stopping before the first invalid record."""
     if not records:
         return [], []
@@ -187,11 +187,11 @@ class BatchDecoder:
     one: Decoder
     batch: BatchDecode
 
-    def __call__(self, rec: ConsumerRecord) -> tuple[bytes, int]:
+    def __call__(self, rec: Record) -> tuple[bytes, int]:
         return self.one(rec)
 
 
-def decode_json(rec: ConsumerRecord) -> tuple[bytes, int]:
+def decode_json(rec: Record) -> tuple[bytes, int]:
     key, value = rec.key, rec.value
     return (
         element(rec, _json(key, "key"), _json(value, "value")),
@@ -217,7 +217,7 @@ DECODERS: dict[str, Decoder] = {
 _TIMESTAMP_TYPES = (b"CREATE_TIME", b"LOG_APPEND_TIME")
 
 
-def metadata_text(rec: ConsumerRecord) -> bytes:
+def metadata_text(rec: Record) -> bytes:
     """``,"headers":[…],"timestamp":…,"timestamp_type":…}``: what closes an element of an
     instance that opted in. Header values are base64 (as v3 produce takes them), so any bytes
     round-trip; the timestamp is Kafka's epoch milliseconds, null when the record has none."""
@@ -237,7 +237,7 @@ def metadata_text(rec: ConsumerRecord) -> bytes:
 
 
 def _one_with_metadata(one: Decoder) -> Decoder:
-    def decode(rec: ConsumerRecord) -> tuple[bytes, int]:
+    def decode(rec: Record) -> tuple[bytes, int]:
         element, size = one(rec)
         return element[:-1] + metadata_text(rec), size
 
@@ -245,7 +245,7 @@ def _one_with_metadata(one: Decoder) -> Decoder:
 
 
 def _batch_with_metadata(batch: BatchDecode) -> BatchDecode:
-    def decode(records: Sequence[ConsumerRecord]) -> tuple[list[bytes], list[int]]:
+    def decode(records: Sequence[Record]) -> tuple[list[bytes], list[int]]:
         elements, sizes = batch(records)
         # zip stops at the decoded prefix (a poison record ends it early).
         return [e[:-1] + metadata_text(r) for e, r in zip(elements, records, strict=False)], sizes
@@ -292,7 +292,7 @@ class SchemaDecoder:
         self._schemas = schemas
         self._codecs: dict[int, Codec | str] = {}  # a str: why that id can never be read
 
-    async def prepare(self, records: Iterable[ConsumerRecord]) -> None:
+    async def prepare(self, records: Iterable[Record]) -> None:
         """Fetch and compile every schema the records name (awaited before decoding)."""
         wanted: set[int] = set()
         for rec in records:
@@ -305,7 +305,7 @@ class SchemaDecoder:
             found = await asyncio.gather(*(self._schemas.for_read(i) for i in ids))
             self._codecs.update(zip(ids, found, strict=True))
 
-    def __call__(self, rec: ConsumerRecord) -> tuple[bytes, int]:
+    def __call__(self, rec: Record) -> tuple[bytes, int]:
         key = self._decode(rec.key, "key")
         value = self._decode(rec.value, "value")
         return element(rec, key, value), (0 if rec.key is None else len(key)) + (
@@ -338,6 +338,6 @@ class SchemaDecoder:
 class SchemaDecoderWithMetadata(SchemaDecoder):
     """:class:`SchemaDecoder` for an instance that opted in to headers and timestamps."""
 
-    def __call__(self, rec: ConsumerRecord) -> tuple[bytes, int]:
+    def __call__(self, rec: Record) -> tuple[bytes, int]:
         element, size = super().__call__(rec)
         return element[:-1] + metadata_text(rec), size

@@ -8,6 +8,7 @@ would duplicate the good records. Jackson's rules decide the status (see :mod:`g
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 from ..body import INT32, as_int, as_list, as_str, expect_object
@@ -17,6 +18,9 @@ _BODY_FIELDS = frozenset(
     {"key_schema", "key_schema_id", "value_schema", "value_schema_id", "records"}
 )
 _RECORD_FIELDS = frozenset({"key", "value", "partition"})
+
+
+_DICT = {dict}
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,14 +47,15 @@ def parse_produce_request(body: Any) -> ProduceRequest:
     records = as_list(body.get("records"), "records")
     if not records:
         raise unprocessable("records must not be empty.")
-    # Column by column, in comprehensions: a request carries hundreds of records, and an
-    # explicit loop appending to three lists was most of this function's time.
-    if not all(type(r) is dict and r.keys() <= _RECORD_FIELDS for r in records):
+    # Column by column, each a C-level map over the records: a request carries hundreds of
+    # them, and per-record Python (a loop, or a comprehension's attribute lookups and calls)
+    # was most of this function's time.
+    if not (set(map(type, records)) == _DICT and all(map(_RECORD_FIELDS.issuperset, records))):
         for record in records:
             expect_object(record, _RECORD_FIELDS, "record")  # raises the precise error
-    keys: list[Any] = [r.get("key") for r in records]
-    values: list[Any] = [r.get("value") for r in records]
-    partitions: list[Any] = [r.get("partition") for r in records]
+    keys: list[Any] = list(map(dict.get, records, repeat("key")))
+    values: list[Any] = list(map(dict.get, records, repeat("value")))
+    partitions: list[Any] = list(map(dict.get, records, repeat("partition")))
     if partitions.count(None) != len(partitions):
         lo, hi = INT32
         # Java's Integer, else Jackson's 400. A partition the topic lacks (negative ones

@@ -21,8 +21,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import OffsetOutOfRangeError
+
+from sessions import kafka_internals
+from sessions.fetched import Record
 
 from .positions import Start
 
@@ -78,6 +81,7 @@ class TopicReader:
         starting offset and the gaps found. The caller bounds it (``kafka.timeout.ms``)."""
         consumer = self._consumer
         await consumer.start()
+        kafka_internals.lean_records(consumer)
         consumer.assign(self.tps)
         first = await consumer.beginning_offsets(self.tps)
         ends = await consumer.end_offsets(self.tps)
@@ -105,7 +109,7 @@ class TopicReader:
             consumer.seek(tp, offsets[tp.partition])
         return offsets, gaps
 
-    async def fetch(self, timeout_s: float) -> tuple[list[ConsumerRecord], list[Gap]]:
+    async def fetch(self, timeout_s: float) -> tuple[list[Record], list[Gap]]:
         """The next records (per partition in offset order, partitions one after the other),
         waiting up to ``timeout_s`` for some; or the gaps retention opened since."""
         try:

@@ -28,8 +28,8 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import orjson
-from aiokafka import ConsumerRecord
 
+from sessions.fetched import Record
 from sessions.instance import DecodeError
 
 from ..consume.decoding import SchemaDecoder, metadata_text
@@ -44,9 +44,9 @@ _NULL: Side = (b"null", None, None)
 
 
 class Renderer(Protocol):
-    async def prepare(self, records: Sequence[ConsumerRecord]) -> None: ...
+    async def prepare(self, records: Sequence[Record]) -> None: ...
 
-    def __call__(self, rec: ConsumerRecord) -> tuple[bytes, str | None]:
+    def __call__(self, rec: Record) -> tuple[bytes, str | None]:
         """The event's data (one line of JSON) and the key as text, for ``key=``."""
         ...
 
@@ -100,7 +100,7 @@ def binary_side(data: bytes | None) -> Side:
 _SIDES = {"json": json_side, "string": string_side, "binary": binary_side}
 
 
-def _event(rec: ConsumerRecord, key: Side, value: Side, extra: bytes = b"") -> bytes:
+def _event(rec: Record, key: Side, value: Side, extra: bytes = b"") -> bytes:
     head = b'{"topic":%s,"partition":%d,"offset":%d,"key":%s,"value":%s' % (
         orjson.dumps(rec.topic),
         rec.partition,
@@ -119,10 +119,10 @@ class _PlainRenderer:
     def __init__(self, side: Callable[[bytes | None], Side]) -> None:
         self._side = side
 
-    async def prepare(self, records: Sequence[ConsumerRecord]) -> None:
+    async def prepare(self, records: Sequence[Record]) -> None:
         return None
 
-    def __call__(self, rec: ConsumerRecord) -> tuple[bytes, str | None]:
+    def __call__(self, rec: Record) -> tuple[bytes, str | None]:
         key, value = self._side(rec.key), self._side(rec.value)
         return _event(rec, key, value), key[2]
 
@@ -134,10 +134,10 @@ class _SchemaRenderer:
     def __init__(self, schemas: Schemas) -> None:
         self._decoder = SchemaDecoder(schemas)
 
-    async def prepare(self, records: Sequence[ConsumerRecord]) -> None:
+    async def prepare(self, records: Sequence[Record]) -> None:
         await self._decoder.prepare(records)
 
-    def __call__(self, rec: ConsumerRecord) -> tuple[bytes, str | None]:
+    def __call__(self, rec: Record) -> tuple[bytes, str | None]:
         try:
             element, _ = self._decoder(rec)
         except DecodeError as exc:

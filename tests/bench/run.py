@@ -69,6 +69,12 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python3 -m tests.bench.run", description=__doc__.split("\n")[0]
     )
     p.add_argument("--quick", action="store_true", help="10x smaller workloads (smoke run)")
+    p.add_argument(
+        "--consume-records",
+        type=int,
+        default=0,
+        help="records of the consume scenario (default: as every scenario, 100,000)",
+    )
     p.add_argument("--out", type=Path, default=RESULTS / "last.json", help="JSON results file")
     p.add_argument(
         "--only",
@@ -414,7 +420,13 @@ async def _forwarding(
 
 async def bench(args: argparse.Namespace, servers: Servers, workdir: Path) -> dict[str, Any]:
     sizes = sc.Sizes.quick() if args.quick else sc.Sizes()
-    sizes = sc.Sizes(**{**sizes.__dict__, "partitions": args.partitions})
+    sizes = sc.Sizes(
+        **{
+            **sizes.__dict__,
+            "partitions": args.partitions,
+            "consume_records": args.consume_records,
+        }
+    )
     suffix = ".prof" if args.profiler == "cprofile" else ".pyisession"
     profile_to = workdir / f"gateway-{args.profile}{suffix}" if args.profile else None
     # Profiling forwarding profiles replica B (the one forwarding), not the main gateway.
@@ -486,7 +498,7 @@ async def bench(args: argparse.Namespace, servers: Servers, workdir: Path) -> di
                 show(await sc.produce_latency(ctx, gw.url, sides=sides))
         consume_topic: str | None = None
         if "consume" in only or "forwarding" in only:
-            consume_topic = await sc.prefill(ctx, sizes.records)
+            consume_topic = await sc.prefill(ctx, sizes.consumed)
         if "consume" in only:
             assert consume_topic is not None
             print("[bench] 3. consume throughput")

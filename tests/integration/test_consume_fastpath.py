@@ -195,3 +195,106 @@ async def test_prefilled_records_follow_small_reads_seeks_and_commits(
     status, _, _ = await api.call("POST", api.inst(group, "c") + "/offsets")
     assert status == 200
     assert (await committed_offsets(kafka_bootstrap, group)).get((topic, 0)) == n
+
+
+async def test_an_instance_consumer_hands_out_lean_records(kafka_bootstrap, new_topic, producer):
+    """What every read above ran on: the instance's consumer unpacks fetched records as
+    LeanRecord (aiokafka's ConsumerRecord construction was the largest cost of a read), with
+    aiokafka's values, also once the consumer was replaced (as a manual assignment after a
+    subscription, or a healed fetcher, does)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from sessions.fetched import LeanRecord
+    from sessions.instance import ConsumerInstance, InstanceSpec
+
+    topic = await new_topic(partitions=1)
+    tp = TopicPartition(topic, 0)
+    await producer.send_and_wait(topic, b"v0", key=b"k", partition=0, headers=[("h", b"1")])
+    await producer.send_and_wait(topic, None, key=b"gone", partition=0, timestamp_ms=1234)
+    reference = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False)
+    await reference.start()
+    try:
+        reference.assign([tp])
+        await reference.seek_to_beginning(tp)
+        want = (await reference.getmany(tp, timeout_ms=10_000))[tp]
+    finally:
+        await reference.stop()
+    assert len(want) == 2
+
+    inst = ConsumerInstance(
+        InstanceSpec(group=group_name(), name="i", auto_offset_reset="earliest"),
+        bootstrap_servers=kafka_bootstrap,
+        kafka_settings={},
+        instance_timeout_ms=60_000,
+        kafka_timeout_ms=10_000,
+    )
+    await inst.start()
+    try:
+        for replaced in (False, True):
+            if replaced:
+                await inst._replace_consumer()
+            consumer = inst._consumer
+            consumer.assign([tp])
+            consumer.seek(tp, 0)
+            got = (await consumer.getmany(tp, timeout_ms=10_000))[tp]
+            assert [type(r) for r in got] == [LeanRecord, LeanRecord]
+            assert [
+                (r.topic, r.partition, r.offset, r.timestamp, r.timestamp_type, r.key, r.value)
+                for r in got
+            ] == [
+                (r.topic, r.partition, r.offset, r.timestamp, r.timestamp_type, r.key, r.value)
+                for r in want
+            ]
+            assert [tuple(r.headers) for r in got] == [tuple(r.headers) for r in want]
+            assert got[1].timestamp == 1234 and got[1].value is None
+    finally:
+        await inst.stop(commit=False)
+
+
+async def test_prefill_follows_the_fetches_until_the_next_read(
+    kafka_bootstrap, new_topic, producer
+):
+    """A read drains what aiokafka holds; the prefill then takes aiokafka's following fetches
+    as they arrive (waiting for them without holding the instance), so the next read of a
+    polling client finds its records decoded instead of waiting on Kafka. Small fetches
+    (1 KiB a partition) make that many fetches; the records are then read exactly once."""
+    from aiokafka import TopicPartition
+
+    from gateway.consume.decoding import DECODERS
+    from sessions.instance import ConsumerInstance, InstanceSpec, ReadLimits
+
+    topic = await new_topic(partitions=1)
+    tp = TopicPartition(topic, 0)
+    n = 6000
+    batch = producer.create_batch()
+    for i in range(n):
+        if batch.append(key=None, value=b"%06d" % i, timestamp=None) is None:
+            await (await producer.send_batch(batch, topic, partition=0))
+            batch = producer.create_batch()
+            assert batch.append(key=None, value=b"%06d" % i, timestamp=None) is not None
+    await (await producer.send_batch(batch, topic, partition=0))
+
+    inst = ConsumerInstance(
+        InstanceSpec(group=group_name(), name="i", auto_offset_reset="earliest"),
+        bootstrap_servers=kafka_bootstrap,
+        kafka_settings={"max_partition_fetch_bytes": 1024},
+        instance_timeout_ms=60_000,
+        kafka_timeout_ms=10_000,
+    )
+    await inst.start()
+    try:
+        await inst.assign([tp])
+        decode = DECODERS["binary"]
+        limits = ReadLimits(wait_ms=5000, max_bytes=64 * 1024 * 1024, min_bytes=1)
+        async with inst.read(limits, decode) as out:
+            first = [orjson.loads(e)["offset"] for e in out]
+        assert first == list(range(len(first))) and 0 < len(first) < n - 2000
+        # The rest arrives in many small fetches after that read; the prefill takes them all.
+        async with asyncio.timeout(10):
+            while sum(len(c.records) - c.pos for c in inst._buffer) < n - len(first):  # noqa: ASYNC110 (polls another task's state)
+                await asyncio.sleep(0.05)
+        async with inst.read(limits, decode) as out:
+            rest = [orjson.loads(e)["offset"] for e in out]
+        assert first + rest == list(range(n))
+    finally:
+        await inst.stop(commit=False)

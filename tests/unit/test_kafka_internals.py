@@ -79,6 +79,118 @@ async def test_consumer_fetcher_timeout_is_read_and_set_on_the_started_fetcher()
     assert "self._fetcher_timeout" in inspect.getsource(Fetcher._get_actions_per_node)
 
 
+def _batch(records: list[tuple[int, bytes | None, bytes | None, list[tuple[str, bytes]]]]) -> bytes:
+    from aiokafka.record.default_records import DefaultRecordBatchBuilder
+
+    builder = DefaultRecordBatchBuilder(
+        magic=2,
+        compression_type=0,
+        is_transactional=0,
+        producer_id=-1,
+        producer_epoch=-1,
+        base_sequence=-1,
+        batch_size=1 << 20,
+    )
+    for offset, key, value, headers in records:
+        builder.append(
+            offset, timestamp=1_700_000_000_000 + offset, key=key, value=value, headers=headers
+        )
+    return bytes(builder.build())
+
+
+async def test_lean_records_unpack_the_same_fields_as_consumer_records() -> None:
+    """What the hook changes, on aiokafka's own unpacking classes: the fetcher's table puts a
+    per-record hook on every partition's records, and iterating them gives LeanRecord tuples
+    with the values ConsumerRecord would have had, skipping what aiokafka skips (the records
+    below the fetch offset)."""
+    from aiokafka.consumer.fetcher import FetchResult, PartitionRecords
+    from aiokafka.record.memory_records import MemoryRecords
+
+    from sessions.fetched import LeanRecord
+
+    tp = TopicPartition("orders", 3)
+    data = _batch(
+        [
+            (0, None, b"skipped", []),
+            (1, b"k", b"v", [("h", b"1"), ("h2", b"")]),
+            (2, None, None, []),
+            (3, b"", b"", []),
+        ]
+    )
+
+    def fetched() -> FetchResult:
+        records = PartitionRecords(tp, MemoryRecords(data), [], 1, None, None, True, 0)
+        return FetchResult(tp, assignment=None, partition_records=records, backoff=0)
+
+    table = internals._LeanResults()
+    table[tp] = lean = fetched()
+    plain = fetched()
+    got = list(lean._partition_records)
+    want = list(plain._partition_records)
+    assert [type(r) for r in got] == [LeanRecord] * 3
+
+    def values(r: object) -> tuple[object, ...]:
+        return tuple(
+            tuple(getattr(r, f)) if f == "headers" else getattr(r, f) for f in LeanRecord._fields
+        )
+
+    assert [values(r) for r in got] == [values(r) for r in want]
+    assert [r.offset for r in got] == [1, 2, 3]
+    assert (
+        lean._partition_records.next_fetch_offset == plain._partition_records.next_fetch_offset == 4
+    )
+
+
+async def test_lean_records_needs_a_started_consumer_without_deserializers() -> None:
+    from aiokafka.consumer.fetcher import Fetcher
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=NOWHERE)
+    with pytest.raises(RuntimeError):
+        internals.lean_records(consumer)  # no fetcher before start()
+    fetcher = object.__new__(Fetcher)
+    fetcher._key_deserializer = fetcher._value_deserializer = None
+    fetcher._records = {}
+    consumer._fetcher = fetcher
+    internals.lean_records(consumer)
+    assert type(fetcher._records) is internals._LeanResults
+    fetcher._value_deserializer = bytes.decode
+    with pytest.raises(ValueError):
+        internals.lean_records(consumer)
+    # The table is the fetcher's own, made in __init__ and never replaced.
+    assert "self._records = collections.OrderedDict()" in inspect.getsource(Fetcher.__init__)
+    source = inspect.getsource(Fetcher)
+    assert source.count("self._records = ") == 1
+
+
+async def test_wait_for_fetch_waits_on_the_fetchers_waiters_and_cleans_up() -> None:
+    import asyncio
+
+    from aiokafka.consumer.fetcher import Fetcher
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=NOWHERE)
+    assert await internals.wait_for_fetch(consumer, 5.0) is False  # not started: no wait
+    fetcher = object.__new__(Fetcher)
+    fetcher._loop = asyncio.get_running_loop()
+    fetcher._fetch_waiters = set()
+    consumer._fetcher = fetcher
+    consumer._closed = False
+    # New records: aiokafka's fetch routine resolves every waiter.
+    waiting = asyncio.create_task(internals.wait_for_fetch(consumer, 5.0))
+    await asyncio.sleep(0)
+    assert len(fetcher._fetch_waiters) == 1
+    for waiter in fetcher._fetch_waiters:
+        fetcher._notify(waiter)
+    assert await asyncio.wait_for(waiting, 1.0) is True
+    assert fetcher._fetch_waiters == set()
+    # Nothing comes: the bound ends the wait, and the waiter does not stay behind.
+    assert await internals.wait_for_fetch(consumer, 0.01) is True
+    await asyncio.sleep(0)  # a cancelled future's callbacks run on the next turn
+    assert fetcher._fetch_waiters == set()
+    consumer._closed = True
+    assert await internals.wait_for_fetch(consumer, 5.0) is False
+    assert "for waiter in self._fetch_waiters:" in inspect.getsource(Fetcher)
+
+
 async def test_producer_limits_and_partitioner() -> None:
     producer = AIOKafkaProducer(bootstrap_servers=NOWHERE, max_request_size=2048)
     try:
@@ -168,6 +280,9 @@ def test_no_other_module_reads_aiokafka_private_attributes() -> None:
         "._send_request(",
         "._get_conn(",
         "client._topics",
+        "consumer._fetcher",
+        "._partition_records",
+        "._consumer_record",
     )
     offenders = [
         f"{path.relative_to(root)}: {name}"
