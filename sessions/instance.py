@@ -102,11 +102,11 @@ PREFILL_MAX_RECORDS = 10_000
 PREFILL_MAX_BYTES = 1024 * 1024
 PREFILL_CAP_RECORDS = 50_000
 PREFILL_CAP_BYTES = 8 * 1024 * 1024
-# How long a prefill short of its target waits for aiokafka's next fetch. A read usually
-# drains everything aiokafka holds, so right after it there is nothing to prefill from; the
-# fetch aiokafka then sends arrives while the client is still busy with the response. Waiting
-# for it (without holding the instance) is what keeps a polling client from waiting on Kafka
-# at its next read while data is there.
+# How long a prefill short of its target waits for aiokafka's next fetch, each time. A read
+# usually drains everything aiokafka holds, so right after it there is nothing to prefill
+# from; the fetch aiokafka then sends arrives while the client is still busy with the
+# response. Waiting for it (without holding the instance) is what keeps a polling client
+# from waiting on Kafka at its next read while data is there.
 PREFILL_WAIT_S = 1.0
 
 
@@ -792,7 +792,7 @@ class ConsumerInstance:
         (``getmany``), and that plus decoding is most of a read's CPU. A client polling in a
         loop spends its own time between reads; doing both then leaves the next read only
         the slicing and the write. Records are taken only as aiokafka's background fetches
-        bring them (for up to PREFILL_WAIT_S, waiting without holding the instance), up to the
+        bring them (each waited for up to PREFILL_WAIT_S, without holding the instance), up to the
         target, only for decoders that need nothing per read (``batch``, no ``prepare``), and
         never while another operation runs or waits. Buffered records are what a read would
         have taken anyway: seeks, rewinds and revocations drop them as they do today, and
@@ -806,8 +806,6 @@ class ConsumerInstance:
 
     async def _prefill(self, batch: BatchDecode) -> None:
         await asyncio.sleep(0)  # the read that scheduled this releases the lock first
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + PREFILL_WAIT_S
         while True:
             if self._lock.locked() or self._waiting:
                 return  # an operation is running or waiting: it does its own fetching
@@ -817,11 +815,13 @@ class ConsumerInstance:
                 except Exception as exc:  # the next read meets the same trouble and reports it
                     log.debug("%s/%s: prefill stopped: %s", *self.key, describe(exc))
                     return
-            remaining = deadline - loop.time()
-            if not short or remaining <= 0:
-                return
-            # Without the lock: an operation arriving meanwhile runs at once (and this stops).
-            if not await kafka_internals.wait_for_fetch(self._consumer, remaining):
+            # Short of the target and aiokafka holds nothing more: wait for its next fetch,
+            # without the lock (an operation arriving meanwhile runs at once, and this stops).
+            # Each wait is bounded, and the whole by the target (every round brings records)
+            # and by the idle pause (no read for IDLE_PAUSE_S stops fetching, and this).
+            if not short or not await kafka_internals.wait_for_fetch(
+                self._consumer, PREFILL_WAIT_S
+            ):
                 return
 
     async def _prefill_locked(self, batch: BatchDecode) -> bool:

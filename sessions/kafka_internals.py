@@ -138,7 +138,8 @@ def lean_records(consumer: AIOKafkaConsumer) -> None:
 async def wait_for_fetch(consumer: AIOKafkaConsumer, timeout_s: float) -> bool:
     """Wait, at most ``timeout_s``, until the started consumer's background fetch brings
     new records (or the consumer closes), without taking any: ``getmany`` would take them.
-    False, at once, when there is nothing to wait on (not started, or closed)."""
+    True if that happened; False after the bound, or at once when there is nothing to wait
+    on (not started, or closed)."""
     fetcher = consumer._fetcher
     if fetcher is None or consumer._closed:
         return False
@@ -146,9 +147,10 @@ async def wait_for_fetch(consumer: AIOKafkaConsumer, timeout_s: float) -> bool:
     try:
         await asyncio.wait([waiter], timeout=timeout_s)
     finally:
-        if not waiter.done():
+        came: bool = waiter.done()
+        if not came:
             waiter.cancel()  # its done-callback takes it out of the fetcher's waiters
-    return True
+    return came
 
 
 def fetcher_dead(consumer: AIOKafkaConsumer) -> bool:
