@@ -817,8 +817,8 @@ class ConsumerInstance:
                     return
             # Short of the target and aiokafka holds nothing more: wait for its next fetch,
             # without the lock (an operation arriving meanwhile runs at once, and this stops).
-            # Each wait is bounded, and the whole by the target (every round brings records)
-            # and by the idle pause (no read for IDLE_PAUSE_S stops fetching, and this).
+            # Each wait is bounded; the whole ends at the target, at a wait that brings
+            # nothing, or at the idle pause (no read for IDLE_PAUSE_S stops fetching).
             if not short or not await kafka_internals.wait_for_fetch(
                 self._consumer, PREFILL_WAIT_S
             ):

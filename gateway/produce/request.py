@@ -20,7 +20,7 @@ _BODY_FIELDS = frozenset(
 _RECORD_FIELDS = frozenset({"key", "value", "partition"})
 
 
-_DICT = {dict}
+_DICT = frozenset({dict})  # what every record's type must be
 
 
 @dataclass(frozen=True, slots=True)
