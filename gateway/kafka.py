@@ -81,6 +81,15 @@ def _coerce(raw: str, default: Any, key: str) -> Any:
     return text
 
 
+# The producer's batch.size unless producer.batch.size says otherwise: four times Java's 16 KiB.
+# aiokafka sends one produce request per broker at a time and at most one batch per partition
+# in it, so a batch is all a partition moves per round trip. Concurrent requests' records
+# share the partition's open batch (gateway/produce/sender.py), and with 16 KiB a batch could
+# not hold two 100-record requests: 64 KiB moved 1.2x the records per second for 100-record
+# requests and 1.5x for 500-record ones (BENCHMARKS.md, 2026-12-03 morning). A batch larger
+# than a topic's max.message.bytes is sent again in 16 KiB batches (sender.py).
+DEFAULT_BATCH_SIZE = 65536
+
 # Why a broker may refuse InitProducerId: it predates idempotence (Kafka < 0.11), or the
 # principal may neither IdempotentWrite the cluster nor Write any topic (KIP-679).
 _IDEMPOTENCE_REFUSED = (
@@ -130,6 +139,7 @@ def producer_options(config: Config, settings: Mapping[str, Any]) -> tuple[dict[
     """
     kwargs: dict[str, Any] = {
         "linger_ms": 0,
+        "max_batch_size": DEFAULT_BATCH_SIZE,
         "request_timeout_ms": max(config.kafka_timeout_ms, 1000),
         **settings,
     }

@@ -6,6 +6,7 @@ depending on the metrics library (or on anything else here); /metrics reads them
 
 from __future__ import annotations
 
+import operator
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ class Traffic:
 
 
 TRAFFIC = web.AppKey("traffic", Traffic)
+_ERROR_CODE = operator.methodcaller("get", "error_code")  # one C call per entry
 
 
 def produced(
@@ -38,7 +40,7 @@ def produced(
     traffic = app.get(TRAFFIC)
     if traffic is None:
         return
-    if all(o.get("error_code") is None for o in offsets):  # the usual answer: all written
+    if set(map(_ERROR_CODE, offsets)) <= {None}:  # the usual answer: all written
         traffic.records_produced += len(offsets)
         traffic.bytes_produced += sum(map(len, filter(None, keys))) + sum(
             map(len, filter(None, values))

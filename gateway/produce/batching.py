@@ -56,8 +56,9 @@ class Batch:
 class _Packer:
     """Packs a request's records into batches: one open batch per partition at a time."""
 
-    def __init__(self, producer: AIOKafkaProducer) -> None:
+    def __init__(self, producer: AIOKafkaProducer, size: int | None) -> None:
         self._producer = producer
+        self._size = size  # bytes per batch; None: the producer's batch.size
         self.open: dict[int, Batch] = {}  # read by _pack's per-record fast path
         self._ranks: dict[int, int] = {}
         self._filled: list[Batch] = []
@@ -84,7 +85,12 @@ class _Packer:
         """
         rank = self._ranks.get(partition, 0)
         self._ranks[partition] = rank + 1
-        batch = self.open[partition] = Batch(partition, self._producer.create_batch(), rank)
+        builder = (
+            self._producer.create_batch()
+            if self._size is None
+            else kafka_internals.batch_builder(self._producer, self._size)
+        )
+        batch = self.open[partition] = Batch(partition, builder, rank)
         if batch.builder.append(timestamp=timestamp, key=key, value=value, headers=headers) is None:
             raise RuntimeError("aiokafka refused the first record of an empty batch")
         batch.indices.append(index)
@@ -111,10 +117,12 @@ def pack(
     offsets: list[Offset | None],
     timestamps: Sequence[int | None] | None = None,
     headers: Sequence[Headers] | None = None,
+    size: int | None = None,
 ) -> list[Batch]:
     """The request's records in batches, in hand-over order; a record too large to send gets its error in offsets.
 
-    ``timestamps`` (epoch ms, None: now) and ``headers``, when given, run parallel to ``keys``.
+    ``timestamps`` (epoch ms, None: now) and ``headers``, when given, run parallel to ``keys``;
+    ``size`` is the bytes per batch (None: the producer's ``batch.size``).
     """
     everything = sorted(known)  # the partitioner's list, sorted by id as Java's is
     # Keyless records avoid partitions without a leader, as aiokafka's partitioner does.
@@ -122,7 +130,7 @@ def pack(
     choices = available or everything
     partitioner = kafka_internals.partitioner(producer)
     roomy = kafka_internals.max_request_size(producer) - _RECORD_OVERHEAD_BOUND
-    packer = _Packer(producer)
+    packer = _Packer(producer, size)
     open_batch = packer.open.get
     sticky: int | None = None
     if not len(keys) == len(values) == len(partitions):
@@ -132,6 +140,15 @@ def pack(
         raise ValueError("timestamps must be parallel to keys")
     if headers is not None and len(headers) != len(keys):
         raise ValueError("headers must be parallel to keys")
+    count = len(keys)
+    if (
+        count
+        and headers is None
+        and keys.count(None) == count
+        and partitions.count(None) == count
+        and max(map(len, filter(None, values)), default=0) <= roomy
+    ):
+        return _pack_sticky(packer, choices, keys, values, timestamps)
     times: Iterable[int | None] = repeat(None) if timestamps is None else timestamps
     extras: Iterable[Headers] = repeat(NO_HEADERS) if headers is None else headers
     records = zip(keys, values, partitions, times, extras)  # noqa: B905 (checked above)
@@ -171,6 +188,34 @@ def pack(
                         continue
                     packer.retire(batch)
         packer.start(partition, i, key, value, ts, hdrs)
+    return packer.batches()
+
+
+def _pack_sticky(
+    packer: _Packer,
+    choices: list[int],
+    keys: Sequence[bytes | None],
+    values: Sequence[bytes | None],
+    timestamps: Sequence[int | None] | None,
+) -> list[Batch]:
+    """:func:`pack` for the usual request (keyless records, no partition named, no headers,
+    none too large): the same sticky partitions, filled by runs of C appends instead of a
+    partition choice and a Python append per record, which were most of ``pack``'s cost."""
+    partition = random.choice(choices)
+    start, n = 0, len(values)
+    while start < n:
+        batch = packer.open.get(partition)
+        if batch is None:
+            ts = None if timestamps is None else timestamps[start]
+            packer.start(partition, start, keys[start], values[start], ts, NO_HEADERS)
+            batch = packer.open[partition]
+            start += 1
+        count = kafka_internals.append_records(batch.builder, keys, values, timestamps, start)
+        batch.indices.extend(range(start, start + count))
+        start += count
+        if start < n:  # the batch is full: move on, as Java's sticky partitioner does
+            packer.retire(batch)
+            partition = _another(choices, partition)
     return packer.batches()
 
 

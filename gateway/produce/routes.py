@@ -66,7 +66,14 @@ async def _produce(request: web.Request, path_partition: int | None) -> web.Resp
     else:
         _check_partitions(known, path_partition, partitions)
         offsets = await send_all(
-            producer, topic, encoded.keys, encoded.values, partitions, known, gate.turns
+            producer,
+            topic,
+            encoded.keys,
+            encoded.values,
+            partitions,
+            known,
+            gate.turns,
+            limits=gate.limits,
         )
     traffic.produced(request.app, offsets, encoded.keys, encoded.values)
 

@@ -23,12 +23,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import operator
 import re
 from collections.abc import Collection, Sequence
+from itertools import repeat
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
+from aiokafka.errors import (
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    UnknownTopicOrPartitionError,
+)
 from aiokafka.structs import RecordMetadata
 
 from sessions import kafka_internals
@@ -36,6 +43,7 @@ from sessions import kafka_internals
 from ..errors import GatewayError, describe, kafka_error_code
 from ..kafka import KafkaClients
 from .batching import NO_HEADERS, Batch, Headers, Offset, failure, pack
+from .topic_limits import SAFE_BATCH_BYTES, TopicLimits
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +54,16 @@ _LEGAL_TOPIC = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 _DELIVERY_MARGIN = 1.0
 # Topics remembered for the no-wait path; beyond, further topics just take the full path.
 _TRACKED_MAX = 100_000
+_ERROR_CODE = operator.itemgetter("error_code")
+# A run of a request's records handed over together: (partition, their indices, one future).
+_Group = tuple[int, list[int], "asyncio.Future[Any]"]
+_Columns = tuple[
+    list[bytes | None],
+    list[bytes | None],
+    Sequence[int | None] | None,
+    Sequence[Headers] | None,
+]
+_TOO_LARGE = (MessageSizeTooLargeError, RecordListTooLargeError)
 
 
 class NotSent(Exception):
@@ -69,6 +87,7 @@ class ProducerGate:
         self._clients = clients
         self._starting: asyncio.Future[AIOKafkaProducer] | None = None
         self.turns = BatchTurns()  # shared by the requests of this gateway, like the producer
+        self.limits = TopicLimits(clients)
         # Requests waiting for each topic's partitions: only the last one to give up on a
         # missing topic may make the producer forget it (see partitions()).
         self._waiting: dict[str, int] = {}
@@ -105,7 +124,14 @@ class ProducerGate:
         self._waiting[topic] = self._waiting.get(topic, 0) + 1
         asked: list[AIOKafkaProducer] = []
         try:
-            return await self._wait_for_partitions(topic, max_block_ms, asked)
+            start = asyncio.get_running_loop().time()
+            found = await self._wait_for_partitions(topic, max_block_ms, asked)
+            if not self.limits.knows(topic):
+                # Once per topic, within what is left of the wait (the Kafka timeout at most).
+                left = max_block_ms / 1000 - (asyncio.get_running_loop().time() - start)
+                bound = min(self._clients.config.kafka_timeout_ms / 1000, left)
+                await self.limits.learn(topic, max(bound, 0.1))
+            return found
         finally:
             # Also on cancellation (the client went away): the topic was asked about either way.
             left = self._waiting.pop(topic) - 1
@@ -233,6 +259,7 @@ async def send_all(
     timestamps: Sequence[int | None] | None = None,
     headers: Sequence[Headers] | None = None,
     queued: asyncio.Event | None = None,
+    limits: TopicLimits | None = None,
 ) -> list[Offset]:
     """One ``offsets`` entry per record, in request order.
 
@@ -250,8 +277,9 @@ async def send_all(
     stick to one randomly chosen available partition until its batch is full and then move
     to another one, as Java's sticky partitioner does.
 
-    A batch holding at least half the producer's batch size (or a record with neither key nor
-    value, which ``send()`` refuses) is handed over whole. A smaller
+    Batches are as large as the topic takes (``limits``, see :mod:`.topic_limits`; without
+    it, the producer's ``batch.size``). A batch holding at least half of that (or a record
+    with neither key nor value, which ``send()`` refuses) is handed over whole. A smaller
     one is handed over record by record instead, into whatever batch the producer has open
     for that partition: aiokafka queues only one undelivered batch per partition, so a small
     batch of its own would make concurrent small requests to one partition take one broker
@@ -259,104 +287,208 @@ async def send_all(
 
     Records are appended in request order and a partition's batches are handed over in order,
     which keeps the records of one partition in request order. A batch fails or succeeds as
-    a whole, and each of its records reports that outcome.
+    a whole, and each of its records reports that outcome, except that a batch Kafka refuses
+    as too large for the topic is sent again in smaller batches where that keeps the order
+    (not with ``queued``: the caller's later records may be queued behind it already).
     """
     offsets: list[Offset | None] = [None] * len(keys)
-    batches = pack(producer, topic, keys, values, partitions, known, offsets, timestamps, headers)
-    whole = kafka_internals.batch_size(producer) // 2
+    size = (
+        kafka_internals.batch_size(producer)
+        if limits is None
+        else limits.batch_bytes(producer, topic)
+    )
+    batches = pack(
+        producer, topic, keys, values, partitions, known, offsets, timestamps, headers, size
+    )
+    whole = size // 2
     timeout = kafka_internals.request_timeout_ms(producer) / 1000 + _DELIVERY_MARGIN
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    handed: list[tuple[Batch, asyncio.Future[Any]]] = []
-    runs: list[tuple[list[int], asyncio.Future[Any]]] = []
+    columns = (keys, values, timestamps, headers)
+    maybe_empty = None in values and None in keys  # C-level: per batch only if so
+    groups: list[_Group] = []  # what was handed over, in order: (partition, indices, future)
     try:
         async with asyncio.timeout_at(deadline):
             for batch in batches:
                 p = batch.partition
-                if batch.full or batch.builder.size() >= whole or _has_empty(batch, keys, values):
-                    try:
-                        future = await turns.send_batch(producer, batch.builder, topic, p)
-                    except KafkaError as exc:
-                        failed = failure(kafka_error_code(exc), describe(exc))
-                        for i in batch.indices:
-                            offsets[i] = failed
-                    else:
-                        handed.append((batch, future))
-                    continue
-                await _append_run(
-                    producer, topic, batch, (keys, values, timestamps, headers), offsets, runs
-                )
+                if (
+                    batch.full
+                    or batch.builder.size() >= whole
+                    or (maybe_empty and _has_empty(batch, keys, values))
+                ):
+                    await _hand_over(
+                        producer, topic, p, batch.builder, batch.indices, turns, offsets, groups
+                    )
+                else:
+                    await _append_run(producer, topic, batch, columns, offsets, groups, size)
     except TimeoutError:
         pass  # records not handed over yet keep None and report the timeout below
     finally:
         if queued is not None:
             queued.set()
-    futures = [future for _, future in handed] + [future for _, future in runs]
+    await _settle(groups, offsets, timestamps, deadline)
+    refused = _refused_as_too_large(groups)
+    if refused and limits is not None:
+        limits.refused(topic)  # later batches of the topic stay at the safe size
+        if queued is None:  # a caller's later records may already be queued behind these
+            size = min(limits.batch_bytes(producer, topic), SAFE_BATCH_BYTES)
+            await _send_again(producer, topic, refused, columns, size, turns, offsets, deadline)
+    timed_out = failure(50003, f"Kafka did not acknowledge the record within {timeout:g} s.")
+    return [timed_out if o is None else o for o in offsets]
+
+
+async def _send_again(
+    producer: AIOKafkaProducer,
+    topic: str,
+    refused: list[tuple[int, list[int]]],
+    columns: _Columns,
+    size: int,
+    turns: BatchTurns,
+    offsets: list[Offset | None],
+    deadline: float,
+) -> None:
+    """Send records of refused batches again, in batches of ``size`` bytes, by ``deadline``.
+
+    A batch shared by several requests (or one large request) may be larger than the topic's
+    ``max.message.bytes`` allows although each record fits: Kafka refused it whole, so none of
+    it was written. Java's producer splits such a batch and sends it again; so does this.
+    """
+    again: list[_Group] = []
+    try:
+        async with asyncio.timeout_at(deadline):
+            for partition, indices in refused:
+                for builder, chunk in _split(producer, columns, indices, size):
+                    await _hand_over(
+                        producer, topic, partition, builder, chunk, turns, offsets, again
+                    )
+    except TimeoutError:
+        pass  # what was not handed over again keeps its refusal
+    for _, indices, _ in again:
+        for i in indices:
+            offsets[i] = None  # answered by the resend, not by the refusal
+    await _settle(again, offsets, columns[2], deadline)
+
+
+async def _hand_over(
+    producer: AIOKafkaProducer,
+    topic: str,
+    partition: int,
+    builder: Any,
+    indices: list[int],
+    turns: BatchTurns,
+    offsets: list[Offset | None],
+    groups: list[_Group],
+) -> None:
+    """Hand a whole batch to the producer (in the partition's turn); a refusal is its records'."""
+    try:
+        future = await turns.send_batch(producer, builder, topic, partition)
+    except KafkaError as exc:
+        failed = failure(kafka_error_code(exc), describe(exc))
+        for i in indices:
+            offsets[i] = failed
+    else:
+        groups.append((partition, indices, future))
+
+
+async def _settle(
+    groups: list[_Group],
+    offsets: list[Offset | None],
+    timestamps: Sequence[int | None] | None,
+    deadline: float,
+) -> None:
+    """Wait (until ``deadline``) for the groups' acknowledgements; fill their records' entries.
+
+    A group's future resolves to its first record's metadata; the others follow it
+    (``offset + n``), as records appended together are contiguous in their batch.
+    """
+    futures = [future for _, _, future in groups]
     if futures:
+        loop = asyncio.get_running_loop()
         await asyncio.wait(futures, timeout=max(0.0, deadline - loop.time()))
-    for batch, future in handed:
-        outcome = _outcome(future)
-        if isinstance(outcome, dict):
-            for i in batch.indices:
-                offsets[i] = outcome
-        elif outcome is not None:
-            partition, base = outcome.partition, outcome.offset
-            if timestamps is None:
-                for n, i in enumerate(batch.indices):
-                    offsets[i] = _delivered(partition, base + n)
-            else:
-                # A whole batch's answer carries a time only for LogAppendTime (-1 otherwise).
-                appended = outcome.timestamp if outcome.timestamp_type == 1 else None
-                for n, i in enumerate(batch.indices):
-                    entry = offsets[i] = _delivered(partition, base + n)
-                    entry["timestamp"] = timestamps[i] if appended is None else appended
-    for indices, future in runs:
+    for _, indices, future in groups:
         outcome = _outcome(future)
         if isinstance(outcome, dict):
             for i in indices:
                 offsets[i] = outcome
         elif outcome is not None:
             partition, base = outcome.partition, outcome.offset
-            # A CreateTime answer carries the record's own time only for the first of a run.
+            if timestamps is None:
+                _fill_delivered(offsets, indices, partition, base)
+                continue
+            # The answer carries a time of its own only for LogAppendTime (the broker's);
+            # with CreateTime each record keeps the one it was sent with.
             appended = outcome.timestamp if outcome.timestamp_type == 1 else None
             for n, i in enumerate(indices):
                 entry = offsets[i] = _delivered(partition, base + n)
-                if timestamps is not None:
-                    entry["timestamp"] = timestamps[i] if appended is None else appended
-    timed_out = failure(50003, f"Kafka did not acknowledge the record within {timeout:g} s.")
-    return [timed_out if o is None else o for o in offsets]
+                entry["timestamp"] = timestamps[i] if appended is None else appended
+
+
+def _refused_as_too_large(groups: list[_Group]) -> list[tuple[int, list[int]]]:
+    """Per partition, the records (in order) of the groups Kafka refused as too large, where
+    sending them again keeps the partition's order: only refusals after the partition's last
+    group that may have been written (acknowledged, failed otherwise, or unanswered)."""
+    refused: dict[int, list[int]] = {}
+    for partition, indices, future in groups:
+        if future.done() and not future.cancelled() and isinstance(future.exception(), _TOO_LARGE):
+            refused.setdefault(partition, []).extend(indices)
+        else:
+            refused.pop(partition, None)  # resending what came before it would reorder
+    return list(refused.items())
+
+
+def _records(
+    columns: _Columns, indices: list[int]
+) -> list[tuple[bytes | None, bytes | None, int | None, Headers]]:
+    """The records at ``indices`` as ``(key, value, timestamp_ms, headers)`` (C-level maps)."""
+    keys, values, timestamps, headers = columns
+    return list(
+        zip(
+            map(keys.__getitem__, indices),
+            map(values.__getitem__, indices),
+            repeat(None) if timestamps is None else map(timestamps.__getitem__, indices),
+            repeat(NO_HEADERS) if headers is None else map(headers.__getitem__, indices),
+            strict=False,  # repeat() is endless: the indices decide
+        )
+    )
+
+
+def _split(
+    producer: AIOKafkaProducer,
+    columns: _Columns,
+    indices: list[int],
+    size: int,
+) -> list[tuple[Any, list[int]]]:
+    """The records at ``indices`` in batches of at most ``size`` bytes (a record larger than
+    that gets a batch of its own)."""
+    records = _records(columns, indices)
+    out: list[tuple[Any, list[int]]] = []
+    start = 0
+    while start < len(records):
+        builder = kafka_internals.batch_builder(producer, size)
+        count = kafka_internals.append_tuples(builder, records[start:])
+        out.append((builder, indices[start : start + count]))
+        start += count
+    return out
 
 
 async def _append_run(
     producer: AIOKafkaProducer,
     topic: str,
     batch: Batch,
-    columns: tuple[
-        list[bytes | None],
-        list[bytes | None],
-        Sequence[int | None] | None,
-        Sequence[Headers] | None,
-    ],
+    columns: _Columns,
     offsets: list[Offset | None],
-    runs: list[tuple[list[int], asyncio.Future[Any]]],
+    groups: list[_Group],
+    size: int,
 ) -> None:
     """Hand a small batch's records over into the batch the producer has open for the
-    partition (shared with other requests' records), in runs that each get one future."""
-    keys, values, timestamps, headers = columns
-    records = [
-        (
-            keys[i],
-            values[i],
-            None if timestamps is None else timestamps[i],
-            NO_HEADERS if headers is None else headers[i],
-        )
-        for i in batch.indices
-    ]
+    partition (shared with other requests' records), in runs that each get one future; a
+    batch opened for them holds ``size`` bytes."""
+    records = _records(columns, batch.indices)
     tp = TopicPartition(topic, batch.partition)
     start = 0
     while start < len(records):
         try:
-            n, future = kafka_internals.append_to_open_batch(producer, tp, records[start:])
+            n, future = kafka_internals.append_to_open_batch(producer, tp, records[start:], size)
         except kafka_internals.BatchFull as full:
             # As send() waits: for the full batch to go (bounded by the caller's deadline).
             with contextlib.suppress(KafkaError):  # it failed: its own records report that
@@ -367,7 +499,7 @@ async def _append_run(
             for i in batch.indices[start:]:
                 offsets[i] = failed
             return
-        runs.append((batch.indices[start : start + n], future))
+        groups.append((batch.partition, batch.indices[start : start + n], future))
         start += n
 
 
@@ -394,6 +526,23 @@ def _outcome(future: asyncio.Future[Any]) -> RecordMetadata | Offset | None:
     return failure(kafka_error_code(exc), describe(exc))
 
 
+def _fill_delivered(
+    offsets: list[Offset | None], indices: list[int], partition: int, base: int
+) -> None:
+    """The entries of a delivered batch's records (``base`` is the first one's offset),
+    without a call per record: most batches are a contiguous run of the request."""
+    entries = [
+        {"partition": partition, "offset": offset, "error_code": None, "error": None}
+        for offset in range(base, base + len(indices))
+    ]
+    first = indices[0]
+    if indices[-1] - first + 1 == len(indices):  # increasing, so contiguous
+        offsets[first : first + len(indices)] = entries
+    else:
+        for i, entry in zip(indices, entries, strict=True):
+            offsets[i] = entry
+
+
 def _delivered(partition: int, offset: int) -> Offset:
     return {"partition": partition, "offset": offset, "error_code": None, "error": None}
 
@@ -405,7 +554,7 @@ def not_sent(exc: NotSent, count: int) -> list[Offset]:
 
 def response_status(offsets: list[Offset]) -> int:
     """200 unless a record failed authentication (401) or authorization (403), as Confluent."""
-    codes = {o["error_code"] for o in offsets}
+    codes = set(map(_ERROR_CODE, offsets))
     if 40101 in codes:
         return 401
     if 40301 in codes:

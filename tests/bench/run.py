@@ -133,6 +133,14 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="gateway setting for scenario mixed's replicas (repeatable; default workers=1 "
         "where the gateway knows the setting), e.g. workers=2",
     )
+    p.add_argument(
+        "--gateway-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="gateway setting for the main gateway of scenarios 1-7 (repeatable), e.g. "
+        "producer.batch.size=65536: to measure a setting against the defaults",
+    )
     args = p.parse_args(argv)
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(args.only) - set(ALL)
@@ -434,7 +442,10 @@ async def bench(args: argparse.Namespace, servers: Servers, workdir: Path) -> di
     main_profile = None if fwd_profile else profile_to
     gw = GatewayProcess(
         "main",
-        {"bootstrap.servers": servers.bootstrap},
+        {
+            "bootstrap.servers": servers.bootstrap,
+            **dict(kv.split("=", 1) for kv in args.gateway_set),
+        },
         workdir,
         profile_to=main_profile,
         uvloop=args.uvloop,
@@ -1184,7 +1195,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "argv": sys.argv[1:] if argv is None else list(argv),
         "quick": args.quick,
         "repeat": args.repeat,
-        "environment": {**environment(servers.kafka_version), "gateway_uvloop": args.uvloop},
+        "environment": {
+            **environment(servers.kafka_version),
+            "gateway_uvloop": args.uvloop,
+            "gateway_settings": dict(kv.split("=", 1) for kv in args.gateway_set),
+        },
         "source": source_before,
         "source_changed_during_run": changed_files(source_before, source_fingerprint()),
         "uptime_before": uptime_before,

@@ -21,6 +21,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from gateway.context import PRODUCER
+from gateway.kafka import DEFAULT_BATCH_SIZE
 from tests.harness.api import MakeGatewayFn, NewTopicFn, ReadBackFn
 
 BINARY = "application/vnd.kafka.binary.v2+json"
@@ -66,12 +67,17 @@ async def test_idempotence_can_be_turned_off(
     assert producer._txn_manager is None
 
 
-@pytest.mark.parametrize("size", [1, 1500], ids=["record-by-record", "whole-batch"])
+# Twelve records of WHOLE bytes fill over half of the producer's batch: handed over whole.
+WHOLE = DEFAULT_BATCH_SIZE // 2 // 12 + 100
+
+
+@pytest.mark.parametrize("size", [1, WHOLE], ids=["record-by-record", "whole-batch"])
 async def test_a_rejected_batch_does_not_break_the_partition(
     make_gateway: MakeGatewayFn, new_topic: NewTopicFn, read_back: ReadBackFn, size: int
 ) -> None:
-    """``size``: value bytes per record. Twelve 1.5 KB records fill over half of aiokafka's
-    16 KB batch, so the sender hands them over as one batch; 1-byte records go one by one."""
+    """``size``: value bytes per record. Twelve records of :data:`WHOLE` bytes fill over half
+    of the producer's batch, so the sender hands them over as one batch; 1-byte records go one
+    by one into the partition's open batch."""
     topic = await new_topic(configs={"cleanup.policy": "compact"})
     client = await make_gateway()
 

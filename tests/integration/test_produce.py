@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 import uuid
@@ -497,3 +498,80 @@ async def _assert_topic_still_empty(client: Client, topic: str, read_back: ReadB
     assert status == 200
     assert body["offsets"] == [ok(0, 0)]
     assert [(r.offset, r.value) for r in await read_back(topic, 1)] == [(0, b"good")]
+
+
+# --- batches larger than the topic allows ----------------------------------------------------
+
+
+def _tagged(tag: int, n: int) -> dict[str, Any]:
+    """``n`` 100-byte records of request ``tag``, each naming its request and position."""
+    return {"records": [{"value": b64(b"%03d-%04d-" % (tag, i) + b"x" * 90)} for i in range(n)]}
+
+
+async def _all_written_in_order(
+    read_back: ReadBackFn, topic: str, answers: list[dict[str, Any]]
+) -> None:
+    """Every answered record is in Kafka once, where its answer says, in its request's order."""
+    answered = {}
+    for tag, answer in enumerate(answers):
+        assert [o["error_code"] for o in answer["offsets"]] == [None] * len(answer["offsets"]), [
+            o for o in answer["offsets"] if o["error_code"] is not None
+        ][:2]
+        offsets = [o["offset"] for o in answer["offsets"]]
+        assert offsets == sorted(offsets)  # one partition: a request's records in order
+        answered.update({o: b"%03d-%04d-" % (tag, i) for i, o in enumerate(offsets)})
+    got = await read_back(topic, len(answered) + 1, timeout=5)
+    assert len(got) == len(answered)
+    assert all(r.value.startswith(answered[r.offset]) for r in got)
+
+
+async def test_batches_fit_the_topics_max_message_bytes(
+    make_gateway: MakeGatewayFn, new_topic: NewTopicFn, read_back: ReadBackFn
+) -> None:
+    """The gateway's batches are 64 KiB, but never larger than a topic takes: with
+    ``max.message.bytes`` 40,000 a 300-record request (~33 KB) and eight concurrent
+    100-record requests (sharing the partition's open batch) are written whole."""
+    from gateway.context import PRODUCER
+
+    roomy = await new_topic(partitions=1)
+    tight = await new_topic(partitions=1, configs={"max.message.bytes": "40000"})
+    client = await make_gateway()
+    for topic in (roomy, tight):
+        status, first, _ = await produce(client, f"/topics/{topic}", _tagged(0, 300))
+        assert status == 200, first
+        answers = await asyncio.gather(
+            *(produce(client, f"/topics/{topic}", _tagged(tag, 100)) for tag in range(1, 9))
+        )
+        assert [status for status, _, _ in answers] == [200] * 8
+        await _all_written_in_order(read_back, topic, [first, *(a for _, a, _ in answers)])
+    gate = client.app[PRODUCER]
+    producer = await gate.producer()
+    assert gate.limits.batch_bytes(producer, roomy) == 65536  # the default batch.size
+    assert 16384 < gate.limits.batch_bytes(producer, tight) < 40000
+
+
+async def test_a_batch_refused_as_too_large_is_sent_again_in_smaller_batches(
+    make_gateway: MakeGatewayFn,
+    new_topic: NewTopicFn,
+    read_back: ReadBackFn,
+    kafka_admin: AIOKafkaAdminClient,
+) -> None:
+    """The topic's limit is lowered after the gateway learned it: the next 300-record batch
+    (~33 KB) is refused by Kafka whole, sent again in 16 KiB batches, and written in order."""
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    from gateway.context import PRODUCER
+
+    topic = await new_topic(partitions=1)
+    client = await make_gateway()
+    status, first, _ = await produce(client, f"/topics/{topic}", _tagged(0, 10))
+    assert status == 200, first
+    await kafka_admin.alter_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, topic, {"max.message.bytes": "20000"})]
+    )
+    await asyncio.sleep(1)  # the broker applies a topic config change asynchronously
+    status, big, _ = await produce(client, f"/topics/{topic}", _tagged(1, 300))
+    assert status == 200, big
+    await _all_written_in_order(read_back, topic, [first, big])
+    gate = client.app[PRODUCER]
+    assert gate.limits.batch_bytes(await gate.producer(), topic) == 16384

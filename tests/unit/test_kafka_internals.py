@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.consumer.group_coordinator import GroupCoordinator
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
+from aiokafka.record.memory_records import MemoryRecords
 
 from sessions import kafka_internals as internals
 
@@ -239,6 +240,36 @@ async def test_producer_appends_a_run_of_records_to_the_open_batch() -> None:
     batch.done(base_offset=100, timestamp=-1)
     assert (first_run.result().offset, second_run.result().offset) == (100, 103)
     assert first_run.result().timestamp == 1_700_000_000_000
+
+
+async def test_append_records_fills_a_batch_builder_as_its_own_append_would() -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=NOWHERE, max_batch_size=1024)
+    builder = producer.create_batch()
+    assert builder.append(timestamp=None, key=None, value=b"first") is not None
+    values = [b"v%03d" % i + b"x" * 96 for i in range(20)]
+    keys: list[bytes | None] = [None] * 20
+    stamps = [1_700_000_000_000 + i for i in range(20)]
+    # From record 2 on, until the 1024-byte batch is full: then it is closed, as append() does.
+    n = internals.append_records(builder, keys, values, stamps, 2)
+    assert 0 < n < 18
+    assert builder.append(timestamp=None, key=None, value=b"late") is None
+    assert internals.append_records(builder, keys, values, stamps, 2 + n) == 0
+    batch = MemoryRecords(bytes(builder._build())).next_batch()
+    records = list(batch)
+    assert [r.offset for r in records] == list(range(n + 1))  # offsets follow the first append
+    assert [r.value for r in records] == [b"first", *values[2 : 2 + n]]
+    assert [r.timestamp for r in records[1:]] == stamps[2 : 2 + n]
+    assert all(r.key is None and r.headers == [] for r in records)
+
+
+async def test_append_records_takes_aiokafkas_path_for_a_builder_with_serialisers() -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=NOWHERE, value_serializer=lambda v: v.upper(), max_batch_size=1024
+    )
+    builder = producer.create_batch()
+    assert internals.append_records(builder, [None, None], [b"a", b"b"], None, 0) == 2
+    batch = MemoryRecords(bytes(builder._build())).next_batch()
+    assert [r.value for r in batch] == [b"A", b"B"]
 
 
 async def test_admin_raw_request_method_exists() -> None:

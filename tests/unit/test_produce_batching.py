@@ -147,6 +147,26 @@ async def test_keyless_records_stick_until_the_batch_is_full_then_move(
     assert all(b.partition in PARTITIONS for b in batches)
 
 
+@pytest.mark.parametrize("seed", SEEDS[:4])
+async def test_keyless_records_keep_their_timestamps_across_batches(
+    producer: AIOKafkaProducer, seed: int
+) -> None:
+    random.seed(seed)
+    n = 20
+    values = [value(i) for i in range(n)]
+    stamps = [1_700_000_000_000 + 7 * i for i in range(n)]
+    offsets: list[dict | None] = [None] * n
+    batches = pack(producer, TOPIC, [None] * n, values, [None] * n, PARTITIONS, offsets, stamps)
+    assert len(batches) > 1
+    assert offsets == [None] * n
+    for batch in batches:
+        records = MemoryRecords(bytes(batch.builder._build())).next_batch()
+        assert [(r.value, r.timestamp) for r in records] == [
+            (values[i], stamps[i]) for i in batch.indices
+        ]
+    assert sorted(i for b in batches for i in b.indices) == list(range(n))
+
+
 async def test_keyless_with_a_single_partition_stays_there(producer: AIOKafkaProducer) -> None:
     values = [value(i) for i in range(10)]
     batches, _ = run(producer, [None] * 10, values, known=[3])
