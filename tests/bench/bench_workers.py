@@ -15,6 +15,7 @@ Until the gateway implements the setting this scenario fails with :class:`Worker
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +31,14 @@ class WorkersUnavailable(RuntimeError):
 
 
 async def _start(
-    n: int, bootstrap: str, redis_url: str, workdir: Path
+    n: int, bootstrap: str, redis_url: str, workdir: Path, extra: Mapping[str, str]
 ) -> tuple[GatewayProcess, list[int]]:
     props = {
         "bootstrap.servers": bootstrap,
         "workers": str(n),
         "session.store.url": redis_url,
         "cluster.secret": "x",
+        **extra,
     }
     gw = GatewayProcess(f"workers-{n}", props, workdir)
     gw.start()
@@ -67,15 +69,22 @@ async def _start(
 
 
 async def workers(
-    ctx: sc.Ctx, bootstrap: str, redis_url: str, workdir: Path, *, repeat: int = 1
+    ctx: sc.Ctx,
+    bootstrap: str,
+    redis_url: str,
+    workdir: Path,
+    *,
+    repeat: int = 1,
+    extra: Mapping[str, str] | None = None,
 ) -> list[sc.Result]:
-    """``repeat`` rounds of workers=1, workers=2, direct; each gateway freshly started."""
+    """``repeat`` rounds of workers=1, workers=2, direct; each gateway freshly started (with
+    the ``extra`` settings, e.g. ``--gateway-set``)."""
     variant = f"binary batch={BATCH} conc={ctx.sizes.concurrency}"
     results: list[sc.Result] = []
     saved = ctx.cpu_pids
     for _ in range(repeat):
         for n in COUNTS:
-            gw, kids = await _start(n, bootstrap, redis_url, workdir)
+            gw, kids = await _start(n, bootstrap, redis_url, workdir, extra or {})
             try:
                 ctx.cpu_pids = {
                     **{k: v for k, v in saved.items() if k != "gateway"},

@@ -138,7 +138,7 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="gateway setting for the main gateway of scenarios 1-7 (repeatable), e.g. "
+        help="gateway setting for the main gateway and scenario workers' (repeatable), e.g. "
         "producer.batch.size=65536: to measure a setting against the defaults",
     )
     args = p.parse_args(argv)
@@ -647,7 +647,12 @@ async def bench(args: argparse.Namespace, servers: Servers, workdir: Path) -> di
                 try:
                     show(
                         await bench_workers.workers(
-                            ctx, servers.bootstrap, servers.redis_url, workdir, repeat=args.repeat
+                            ctx,
+                            servers.bootstrap,
+                            servers.redis_url,
+                            workdir,
+                            repeat=args.repeat,
+                            extra=dict(kv.split("=", 1) for kv in args.gateway_set),
                         )
                     )
                 except bench_workers.WorkersUnavailable as exc:
