@@ -2,7 +2,7 @@
 
 The next fetch starts only once the last batch was written, so a slow reader slows fetching
 down instead of piling records up; it writes pieces of about :data:`CHUNK` bytes. Every
-record event carries the id after it (:func:`~.positions.encode_id` of every partition's
+record event carries the id after it (:class:`~.positions.EventIds`: every partition's
 next offset), and records the ``key=`` filter skipped still move the positions on: the next
 event's id covers them, and a batch that ends with skipped records ends with an id-only
 block, so a reconnect need not read them again.
@@ -49,12 +49,12 @@ class Pump:
         self._reader = reader
         self._render = render
         self._key, self._max_records, self._duration_s = key, max_records, duration_s
-        self._positions = dict(start)
+        self._ids = positions.EventIds(start)
         self._sent_id = ""
         self._sent_records = 0
 
     def _id(self) -> str:
-        return positions.encode_id(self._positions)
+        return self._ids.text()
 
     def opening(self, gaps: list[Gap]) -> bytes:
         """The starting positions as an id-only block (EventSource takes the id without an
@@ -65,7 +65,7 @@ class Pump:
     def _gaps(self, gaps: list[Gap]) -> bytes:
         out = b""
         for gap in gaps:
-            self._positions[gap.partition] = gap.resumed
+            self._ids.set(gap.partition, gap.resumed)
             self._sent_id = self._id()
             data = orjson.dumps(
                 {
@@ -135,7 +135,7 @@ class Pump:
         for rec in records:
             if self._done():
                 break
-            self._positions[rec.partition] = rec.offset + 1
+            self._ids.set(rec.partition, rec.offset + 1)
             data, key_text = self._render(rec)
             if want is not None and rec.key != want and key_text != want_text:
                 continue

@@ -412,6 +412,33 @@ async def test_resume_by_last_event_id_gives_exactly_the_rest(
         assert await s.opened() == rest[-1].id
 
 
+async def test_resume_on_a_topic_of_many_partitions(
+    gateway: Client, new_topic: NewTopicFn, producer: AIOKafkaProducer
+) -> None:
+    """1,500 partitions: the readable id (``0:0,1:0,...``, about 10 KB) would be longer than
+    the 8 KB a header field may be, and EventSource's reconnect would get a 400 for good. The
+    ids are compact instead, fit, and resume exactly."""
+    topic = await new_topic(partitions=1500)
+    for p in (0, 700, 1499):
+        await produce(producer, topic, p, [b"%d" % i for i in range(3)])
+
+    async with stream(gateway, topic, {"from": "beginning"}) as s:
+        opened = await s.opened()
+        first = await s.records(5)
+        last_id = s.last_id
+    assert opened.startswith("c0.") and decode_id(opened) == dict.fromkeys(range(1500), 0)
+    assert last_id is not None and len(last_id) < 8190 and last_id.startswith("c0.")
+    for p in (0, 700, 1499):
+        await produce(producer, topic, p, [b"%d" % i for i in range(3, 5)])
+
+    async with stream(gateway, topic, {"from": "beginning"}, {"Last-Event-ID": last_id}) as s:
+        assert await s.opened() == last_id
+        rest = await s.records(15 - 5)
+        with pytest.raises(TimeoutError):
+            await s.records(1, timeout=0.5)  # nothing more: no duplicate
+    assert positions_of(first + rest) == {p: list(range(5)) for p in (0, 700, 1499)}
+
+
 async def test_resume_below_the_log_start_reports_a_gap(
     gateway: Client,
     new_topic: NewTopicFn,

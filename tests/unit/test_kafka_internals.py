@@ -272,6 +272,17 @@ async def test_append_records_takes_aiokafkas_path_for_a_builder_with_serialiser
     assert [r.value for r in batch] == [b"A", b"B"]
 
 
+async def test_batch_builder_of_a_chosen_size() -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=NOWHERE, max_batch_size=65536)
+    small = internals.batch_builder(producer, 1024)
+    values = [b"x" * 300] * 10
+    assert internals.append_records(small, [None] * 10, values, None, 0) == 3  # about 1 KB
+    big = internals.batch_builder(producer, 1024)
+    assert internals.append_records(big, [None], [b"y" * 5000], None, 0) == 1  # alone, whole
+    assert internals.append_records(big, [None], [b"z"], None, 0) == 0
+    assert [r.value for r in MemoryRecords(bytes(big._build())).next_batch()] == [b"y" * 5000]
+
+
 async def test_admin_raw_request_method_exists() -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=NOWHERE)
     try:

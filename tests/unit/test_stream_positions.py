@@ -4,6 +4,7 @@ could not have produced, and ``from`` must mean the instant the client wrote."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator
 
 import pytest
@@ -26,6 +27,74 @@ def test_ids_round_trip(given: dict[int, int]) -> None:
 
 def test_ids_are_sorted_and_compact() -> None:
     assert encode_id({2: 0, 0: 15, 1: 7}) == "0:15,1:7,2:0"
+
+
+# aiohttp's limit on one header field (and so on Last-Event-ID), with its default settings.
+HEADER_FIELD_MAX = 8190
+
+
+@pytest.mark.parametrize("partitions", [300, 1000, 1300])
+def test_ids_of_many_partitions_are_compact_and_fit_a_header(partitions: int) -> None:
+    """A busy topic: offsets in the millions, spread over a few thousand between partitions."""
+    rng = random.Random(partitions)
+    given = {p: 4_000_000 + rng.randrange(50_000) for p in range(partitions)}
+    text = encode_id(given)
+    assert text.startswith("c0.") and len(text) <= HEADER_FIELD_MAX
+    assert decode_id(text) == given
+    assert text.isascii() and "\n" not in text
+
+
+def test_short_ids_and_ids_with_holes_stay_readable() -> None:
+    assert encode_id({p: 10**12 for p in range(40)}).startswith("0:1000000000000,1:")
+    holes = {p: 10**12 for p in range(0, 600, 2)}  # a partition= filter: every second one
+    assert len(encode_id(holes)) > positions.READABLE_MAX
+    assert decode_id(encode_id(holes)) == holes
+    assert encode_id(holes).startswith("0:")
+
+
+def test_event_ids_follow_every_position_change() -> None:
+    """The incremental ids name exactly the current positions, in either form (and a
+    position may move below where it started: a reset to the end of a re-created
+    partition)."""
+    rng = random.Random(7)
+    start = {p: 1_000_000 + rng.randrange(1000) for p in range(5, 805)}
+    ids = positions.EventIds(start)
+    current = dict(start)
+    assert ids.text() == encode_id(current)
+    for i in range(2000):
+        p = rng.randrange(5, 805)
+        current[p] = max(0, current[p] + rng.randrange(-50, 5000))
+        ids.set(p, current[p])
+        if i % 50 == 0:
+            assert decode_id(ids.text()) == current
+    text = ids.text()  # compact, with the base it started from
+    assert decode_id(text) == current and text.startswith("c5.")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "c",
+        "c0",
+        "c0.1",
+        "c0.1.",
+        "c0.1.x",
+        "c0.1.2,",
+        "c0.1.,2",
+        "c-1.0.0",
+        "c0.0.-1",  # an offset below zero
+        f"c0.{2**63}.0",
+        f"c0.{2**63 - 1}.1",  # past Kafka's offsets
+        f"c{2**31 - 1}.0.0,0",  # past Kafka's partitions
+        "c0.1.2 ,3",
+        "c0.1.2\n",
+        "c0.1." + "1," * 40_000 + "1",  # too long to even look at
+    ],
+)
+def test_bad_compact_ids_are_400(text: str) -> None:
+    with pytest.raises(GatewayError) as caught:
+        decode_id(text)
+    assert (caught.value.status, caught.value.error_code) == (400, 400)
 
 
 @pytest.mark.parametrize(
