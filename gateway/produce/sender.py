@@ -43,7 +43,7 @@ from sessions import kafka_internals
 from ..errors import GatewayError, describe, kafka_error_code
 from ..kafka import KafkaClients
 from .batching import NO_HEADERS, Batch, Headers, Offset, failure, pack
-from .topic_limits import SAFE_BATCH_BYTES, TopicLimits
+from .topic_limits import TopicLimits
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +259,8 @@ async def send_all(
     timestamps: Sequence[int | None] | None = None,
     headers: Sequence[Headers] | None = None,
     queued: asyncio.Event | None = None,
-    limits: TopicLimits | None = None,
+    *,
+    limits: TopicLimits,
 ) -> list[Offset]:
     """One ``offsets`` entry per record, in request order.
 
@@ -277,8 +278,7 @@ async def send_all(
     stick to one randomly chosen available partition until its batch is full and then move
     to another one, as Java's sticky partitioner does.
 
-    Batches are as large as the topic takes (``limits``, see :mod:`.topic_limits`; without
-    it, the producer's ``batch.size``). A batch holding at least half of that (or a record
+    Batches are as large as the topic takes (``limits``, see :mod:`.topic_limits`). A batch holding at least half of that (or a record
     with neither key nor value, which ``send()`` refuses) is handed over whole. A smaller
     one is handed over record by record instead, into whatever batch the producer has open
     for that partition: aiokafka queues only one undelivered batch per partition, so a small
@@ -292,11 +292,7 @@ async def send_all(
     (not with ``queued``: the caller's later records may be queued behind it already).
     """
     offsets: list[Offset | None] = [None] * len(keys)
-    size = (
-        kafka_internals.batch_size(producer)
-        if limits is None
-        else limits.batch_bytes(producer, topic)
-    )
+    size = limits.batch_bytes(producer, topic)
     batches = pack(
         producer, topic, keys, values, partitions, known, offsets, timestamps, headers, size
     )
@@ -328,10 +324,10 @@ async def send_all(
             queued.set()
     await _settle(groups, offsets, timestamps, deadline)
     refused = _refused_as_too_large(groups)
-    if refused and limits is not None:
+    if refused:
         limits.refused(topic)  # later batches of the topic stay at the safe size
         if queued is None:  # a caller's later records may already be queued behind these
-            size = min(limits.batch_bytes(producer, topic), SAFE_BATCH_BYTES)
+            size = limits.batch_bytes(producer, topic)
             await _send_again(producer, topic, refused, columns, size, turns, offsets, deadline)
     timed_out = failure(50003, f"Kafka did not acknowledge the record within {timeout:g} s.")
     return [timed_out if o is None else o for o in offsets]

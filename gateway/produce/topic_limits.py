@@ -42,6 +42,7 @@ class TopicLimits:
     def __init__(self, clients: KafkaClients) -> None:
         self._clients = clients
         self._limits: dict[str, int | None] = {}
+        self._asking: dict[str, asyncio.Future[None]] = {}
 
     def knows(self, topic: str) -> bool:
         return topic in self._limits
@@ -55,7 +56,19 @@ class TopicLimits:
         return max(1, min(configured, limit - _MARGIN))
 
     async def learn(self, topic: str, timeout: float) -> None:  # noqa: ASYNC109 (a bound on one ask)
-        """Ask the topic's ``max.message.bytes``, within ``timeout``; unknown if that fails."""
+        """Ask the topic's ``max.message.bytes``, within ``timeout``; unknown if that fails.
+
+        Requests that all wait for a new topic's partitions at once share one ask, rather
+        than sending the broker one DescribeConfigs each; a waiter that gives up (its
+        client went) does not cancel it for the others.
+        """
+        task = self._asking.get(topic)
+        if task is None:
+            task = self._asking[topic] = asyncio.ensure_future(self._ask(topic, timeout))
+            task.add_done_callback(lambda _: self._asking.pop(topic, None))
+        await asyncio.shield(task)
+
+    async def _ask(self, topic: str, timeout: float) -> None:  # noqa: ASYNC109
         limit: int | None = None
         try:
             async with asyncio.timeout(timeout):

@@ -98,9 +98,6 @@ class EventIds:
             self._deltas[i] = str(offset - self._base)
         self._text = None
 
-    def positions(self) -> dict[int, int]:
-        return dict(zip(self._partitions, self._offsets, strict=True))
-
     def text(self) -> str:
         if self._text is None:
             if self._readable_len <= READABLE_MAX or self._base is None:

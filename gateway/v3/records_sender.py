@@ -107,7 +107,7 @@ async def _produce(
             [r.timestamp for r in group],
             [r.headers for r in group],
             handed,  # send_all's ``queued``
-            to.gate.limits,
+            limits=to.gate.limits,
         )
         traffic.produced(to.app, offsets, keys, values)
         for i, record, offset in zip(sending, group, offsets, strict=True):

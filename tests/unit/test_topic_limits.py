@@ -112,6 +112,18 @@ async def test_what_cannot_be_learned_keeps_the_safe_size(
     assert known.batch_bytes(producer, "t") == SAFE_BATCH_BYTES
 
 
+async def test_requests_waiting_together_share_one_ask(producer: AIOKafkaProducer) -> None:
+    """A burst of first requests to a new topic asks the broker once, and a waiter that
+    gives up (its client went) does not cancel the ask for the others."""
+    known, admin = limits("hang")
+    waiters = [asyncio.ensure_future(known.learn("t", 0.2)) for _ in range(20)]
+    await asyncio.sleep(0.05)
+    waiters[0].cancel()
+    await asyncio.gather(*waiters[1:])
+    assert len(admin.asked) == 1
+    assert known.knows("t") and known.batch_bytes(producer, "t") == SAFE_BATCH_BYTES
+
+
 async def test_a_hung_admin_is_bounded(producer: AIOKafkaProducer) -> None:
     known, _ = limits("hang")
     async with asyncio.timeout(2):
