@@ -172,7 +172,32 @@ def negotiate(
     Types in ``named_only`` are chosen only for a client that names them exactly: a wildcard
     range never selects them (nor, by its q, rules them out).
     """
-    ranges = parse_accept(request.headers.get("Accept"))
+    accept = request.headers.get("Accept")
+    key = (accept, offered, named_only)
+    chosen = _NEGOTIATED.get(key)
+    if chosen is None:
+        chosen = _negotiate(accept, offered, named_only)
+        if accept is None or len(accept) <= _NEGOTIATED_HEADER_MAX:
+            if len(_NEGOTIATED) >= _NEGOTIATED_MAX:
+                _NEGOTIATED.clear()  # clients send few distinct Accept headers; a flood restarts
+            _NEGOTIATED[key] = chosen
+    if not chosen:
+        raise NotAcceptable()
+    return chosen
+
+
+# Negotiation is a pure function of the Accept header and the offer, and almost every request
+# of a client repeats its Accept header: parsing it again was a few µs of every request.
+_NEGOTIATED: dict[tuple[str | None, tuple[tuple[str, float], ...], frozenset[str]], str] = {}
+_NEGOTIATED_MAX = 1024
+_NEGOTIATED_HEADER_MAX = 256  # longer ones are negotiated every time: the cache stays small
+
+
+def _negotiate(
+    accept: str | None, offered: tuple[tuple[str, float], ...], named_only: frozenset[str]
+) -> str:
+    """The chosen type, '' when none is acceptable."""
+    ranges = parse_accept(accept)
     best: tuple[float, float, int] | None = None
     chosen = ""
     for media, qs in offered:
@@ -187,8 +212,6 @@ def negotiate(
         key = (q, qs, spec)
         if best is None or key > best:
             best, chosen = key, media
-    if best is None:
-        raise NotAcceptable()
     return chosen
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import operator
 import random
 import time
 import uuid
@@ -30,12 +31,14 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaTimeoutError
 
 from tests.bench.bench_infra import CpuMeter, latency_summary
+from tests.bench.lean_http import LeanConnection, post_head
 from tests.harness import topics
 
 V2 = "application/vnd.kafka.v2+json"
 BINARY_V2 = "application/vnd.kafka.binary.v2+json"
 JSON_V2 = "application/vnd.kafka.json.v2+json"
 MAX_BYTES = 64 * 1024 * 1024  # the gateway's default consumer.request.max.bytes cap
+_ERROR_CODE = operator.itemgetter("error_code")
 STALL_S = 30.0  # a read loop that makes no progress this long is a failure, not a slow run
 
 Result = dict[str, Any]
@@ -76,6 +79,8 @@ class Ctx:
     http: aiohttp.ClientSession
     sizes: Sizes
     cpu_pids: dict[str, int]
+    # The produce throughput scenarios' HTTP client: "lean" (lean_http) or "aiohttp".
+    client: str = "lean"
     created_topics: list[str] = field(default_factory=list)
 
     async def topic(self, partitions: int | None = None) -> str:
@@ -137,7 +142,7 @@ def new_producer(bootstrap: str, **overrides: Any) -> AIOKafkaProducer:
 
 
 async def post_bodies(
-    http: aiohttp.ClientSession,
+    ctx: Ctx,
     url: str,
     bodies: Sequence[bytes],
     content_type: str,
@@ -148,31 +153,50 @@ async def post_bodies(
 
     Every response is parsed and every record's ``error_code`` checked, so a gateway that
     answered fast but wrote nothing could not pass for a fast one. With ``samples``, each
-    request's duration (send to response read) is appended to it.
+    request's duration (send to response read) is appended to it. The requests go through
+    ``ctx.client``: the lean keep-alive client (one connection per request in flight) or
+    aiohttp's pooled session.
     """
-    headers = {"Content-Type": content_type, "Accept": V2}
     it = iter(bodies)
     counts = {"requests": 0, "records_ok": 0, "records_failed": 0, "http_errors": 0}
 
-    async def worker() -> None:
+    def count(status: int, raw: bytes) -> None:
+        counts["requests"] += 1
+        if status != 200:
+            counts["http_errors"] += 1
+            if counts["http_errors"] == 1:
+                print(f"    ! HTTP {status} from {url}: {raw[:300]!r}")
+            return
+        offsets = orjson.loads(raw)["offsets"]
+        ok = list(map(_ERROR_CODE, offsets)).count(None)
+        counts["records_failed"] += len(offsets) - ok
+        counts["records_ok"] += ok
+
+    async def aiohttp_worker() -> None:
+        headers = {"Content-Type": content_type, "Accept": V2}
         for body in it:  # one shared iterator: each body is taken by exactly one worker
             t0 = time.perf_counter()
-            async with http.post(url, data=body, headers=headers) as resp:
+            async with ctx.http.post(url, data=body, headers=headers) as resp:
                 raw = await resp.read()
                 status = resp.status
             if samples is not None:
                 samples.append(time.perf_counter() - t0)
-            counts["requests"] += 1
-            if status != 200:
-                counts["http_errors"] += 1
-                if counts["http_errors"] == 1:
-                    print(f"    ! HTTP {status} from {url}: {raw[:300]!r}")
-                continue
-            offsets = orjson.loads(raw)["offsets"]
-            bad = sum(1 for o in offsets if o["error_code"] is not None)
-            counts["records_failed"] += bad
-            counts["records_ok"] += len(offsets) - bad
+            count(status, raw)
 
+    async def lean_worker() -> None:
+        conn = await LeanConnection.open(url)
+        try:
+            for body in it:
+                head = post_head(url, content_type, V2, len(body))
+                t0 = time.perf_counter()
+                status, raw = await conn.request(head, body)
+                if samples is not None:
+                    samples.append(time.perf_counter() - t0)
+                count(status, raw)
+        finally:
+            await conn.close()
+
+    worker = lean_worker if ctx.client == "lean" else aiohttp_worker
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return counts
 
@@ -302,14 +326,12 @@ async def produce_throughput(
         url = f"{gateway_url}/topics/{topic}"
         # Warm-up: the gateway's producer learns the topic's metadata before the clock starts.
         await post_bodies(
-            ctx.http, url, [orjson.dumps({"records": [{"value": gw_values[0]}]})], ctype, 1
+            ctx, url, [orjson.dumps({"records": [{"value": gw_values[0]}]})], ctype, 1
         )
 
         async def via_gateway() -> dict[str, Any]:
             samples: list[float] = []
-            out: dict[str, Any] = await post_bodies(
-                ctx.http, url, bodies, ctype, s.concurrency, samples
-            )
+            out: dict[str, Any] = await post_bodies(ctx, url, bodies, ctype, s.concurrency, samples)
             return {**out, "latency": latency_summary(samples)}
 
         res = await measured(ctx, via_gateway, records=s.records, payload_bytes=payload)

@@ -97,6 +97,14 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="run the main gateway on uvloop (installed separately; not a gateway dependency)",
     )
+    p.add_argument(
+        "--http-client",
+        choices=("lean", "aiohttp"),
+        default="lean",
+        help="HTTP client of the produce throughput scenarios: lean (prebuilt keep-alive "
+        "requests, little CPU of its own; default) or aiohttp (pooled ClientSession, as "
+        "runs 1-12)",
+    )
     p.add_argument("--partitions", type=int, default=3, help="partitions of every topic")
     p.add_argument(
         "--repeat",
@@ -468,6 +476,7 @@ async def bench(args: argparse.Namespace, servers: Servers, workdir: Path) -> di
         http=http,
         sizes=sizes,
         cpu_pids={"gateway": gw.pid, "driver": os.getpid(), **servers.pids},
+        client=args.http_client,
     )
     sides = ["gateway"] if args.profile else ["gateway", "direct"]
     only = [args.profile] if args.profile else args.only
@@ -768,7 +777,8 @@ def tables(out: dict[str, Any]) -> str:
     lines = [
         f"Each gateway/direct pair measured {out.get('repeat', 1)} time(s), alternating; the "
         "median run is shown. CPU columns: cores busy during that run (other = processes "
-        "this benchmark did not start).",
+        "this benchmark did not start). Produce throughput's HTTP client: "
+        f"{out.get('environment', {}).get('http_client', 'aiohttp')}.",
         "",
         "| scenario | gateway | direct aiokafka | gateway / direct | range over repeats "
         "| CPU cores, gateway run (gateway / driver / broker / other) "
@@ -1203,6 +1213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "environment": {
             **environment(servers.kafka_version),
             "gateway_uvloop": args.uvloop,
+            "http_client": args.http_client,
             "gateway_settings": dict(kv.split("=", 1) for kv in args.gateway_set),
         },
         "source": source_before,

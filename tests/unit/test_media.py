@@ -42,6 +42,29 @@ def test_not_acceptable(accept) -> None:
         media.negotiate(req(accept), media.V2_ONLY)
 
 
+def test_remembered_answers_are_the_same_answers() -> None:
+    """The second request with an Accept header is answered from the cache: same type for
+    the same offer, a different one for another offer, and a refusal stays a refusal."""
+    accept = f"{media.JSON_V2}, {media.BINARY};q=0.5"
+    for _ in range(3):
+        assert media.negotiate(req(accept), media.RECORDS_OFFER) == media.JSON_V2
+        assert media.negotiate(req(accept), media.CONSUMERS_OFFER) == media.JSON_V2
+        with pytest.raises(media.NotAcceptable):
+            media.negotiate(req("application/xml"), media.V2_ONLY)
+    assert (accept, media.RECORDS_OFFER, frozenset()) in media._NEGOTIATED
+
+
+def test_the_cache_stays_bounded() -> None:
+    """A client inventing Accept headers cannot grow it: long ones are not kept, and it
+    starts over when full."""
+    long_header = "application/json;" + "x=1;" * 100
+    assert media.negotiate(req(long_header), media.V2_ONLY) == media.JSON
+    assert all(key[0] != long_header for key in media._NEGOTIATED)
+    for i in range(media._NEGOTIATED_MAX + 10):
+        assert media.negotiate(req(f"application/json;v={i}"), media.V2_ONLY) == media.JSON
+    assert len(media._NEGOTIATED) <= media._NEGOTIATED_MAX
+
+
 def test_content_type_check() -> None:
     assert media.check_content_type(req(ctype=media.BINARY), media.PRODUCE_CONSUMES) == media.BINARY
     assert media.check_content_type(req(), media.PRODUCE_CONSUMES) == ""
