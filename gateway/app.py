@@ -51,6 +51,7 @@ from .security.cors import cors_middleware, install_cors
 from .security.principal import PRINCIPAL
 from .security.quotas import quota_middleware
 from .security.tls import TLS, TLS_KEY
+from .streaming import routes as streaming_routes
 from .streaming.retry import retry_stream, wants_retry_stream
 from .streaming.slots import STREAMS, StreamSlots
 from .topics import client_topic_filter
@@ -211,6 +212,7 @@ def build_app(config: Config, worker: WorkerIdentity | None = None) -> web.Appli
     consume_routes.add_routes(app)
     v3.add_routes(app)
     streams.add_routes(app)
+    streaming_routes.add_routes(app)
     ui.add_routes(app)
     if registry is not None:
         builtin.add_routes(app)

@@ -55,6 +55,11 @@ from .workers.identity import WorkerIdentity
 log = logging.getLogger(__name__)
 
 HEADER = "X-Event-Gateway-Hop"
+# A relayed record stream's name, chosen by the replica relaying it: when that replica drains
+# it asks the owner (a signed POST to STREAM_END_PATH) to end the stream cleanly, and relays
+# everything up to that end, so the client reconnects having lost nothing.
+STREAM_HEADER = "X-Event-Gateway-Stream"
+STREAM_END_PATH = "/_gateway/streams/{token}/end"
 # Who the client is, as authenticated by the replica it reached (signed with the hop).
 PRINCIPAL_HEADER = "X-Event-Gateway-Principal"
 # The previous protocol's header ("<ts>.<sig>" over method, path and body only). A new name,
@@ -411,6 +416,9 @@ class Forwarder:
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._session: aiohttp.ClientSession | None = None
         self.nonces = NonceCache()
+        # Record streams this replica relays: token -> (session, owner base URL, owner node id).
+        self._relayed: dict[str, tuple[aiohttp.ClientSession, str, str]] = {}
+        self._draining = False
         # Hops in flight: the handler task -> its client's request (see _watch_clients).
         self._inflight: dict[asyncio.Task[object], web.Request] = {}
         self._busy = asyncio.Event()
@@ -465,7 +473,7 @@ class Forwarder:
         is not signed again: the bytes the owner verifies are the ones the sender signed.
         """
         headers: CIMultiDict[str] = CIMultiDict()
-        for name in (*_KEEP_REQUEST, HEADER, PRINCIPAL_HEADER):
+        for name in (*_KEEP_REQUEST, HEADER, PRINCIPAL_HEADER, STREAM_HEADER):
             for value in request.headers.getall(name, ()):
                 headers.add(name, _sendable(value))
         kafka_s = self._kafka_timeout_ms / 1000
@@ -588,7 +596,59 @@ class Forwarder:
             principal=principal,
         )
         budget = self.budget_s(route, request)
-        return await self._exchange(request, session, url, headers, body, budget, route.url)
+        if not _is_stream(request):
+            return await self._exchange(request, session, url, headers, body, budget, route.url)
+        if self._draining:
+            raise GatewayError(
+                503, 50302, "This replica is shutting down; retry the request", retry_after=1
+            )
+        # Named, so that this replica can ask the owner to end it when it drains.
+        token = secrets.token_urlsafe(16)
+        headers[STREAM_HEADER] = token
+        base = "http://localhost" if sibling is not None else route.url
+        self._relayed[token] = (session, base, route.record.owner)
+        try:
+            return await self._exchange(request, session, url, headers, body, budget, route.url)
+        finally:
+            self._relayed.pop(token, None)
+
+    async def end_relayed_streams(self, timeout_s: float) -> None:
+        """On drain: ask each owner to end the streams this replica relays, and relay no new
+        one. Each stream then ends cleanly within a turn of its owner's loop, after everything
+        the owner wrote has passed through; a request that fails (the owner is gone) leaves
+        that stream to end as it would have, with the owner or at the shutdown timeout."""
+        self._draining = True
+        if self._relayed and self._session is not None:
+            await asyncio.gather(
+                *(self._end_stream(token, *how, timeout_s) for token, how in self._relayed.items())
+            )
+
+    async def _end_stream(
+        self,
+        token: str,
+        session: aiohttp.ClientSession,
+        base: str,
+        owner: str,
+        timeout_s: float,
+    ) -> None:
+        url = wire_target(base, STREAM_END_PATH.format(token=token))
+        headers = {
+            HEADER: signed_header(
+                self._secret, target=owner, method="POST", path_qs=url.raw_path_qs
+            )
+        }
+        try:
+            async with session.post(
+                url,
+                headers=headers,
+                skip_auto_headers=_NO_AUTO_HEADERS,
+                timeout=aiohttp.ClientTimeout(total=timeout_s),
+                allow_redirects=False,
+            ) as resp:
+                if resp.status != 204:
+                    log.warning("owner %s did not end relayed stream: %s", owner, resp.status)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("could not ask %s to end a relayed stream: %s", owner, exc)
 
     async def _exchange(
         self,

@@ -28,9 +28,13 @@ from aiohttp.web_protocol import RequestHandler
 from .app import build_app
 from .config import Config
 from .context import SESSIONS
+from .forwarding import FORWARDER
 from .security.tls import TLS_KEY
 from .streaming.slots import STREAMS
 from .workers.identity import WorkerIdentity
+
+# How long a draining replica waits for the owners of the streams it relays to accept their end.
+RELAY_END_TIMEOUT_S = 5.0
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +97,11 @@ async def serve(config: Config, worker: WorkerIdentity | None = None) -> None:
         sessions = app[SESSIONS]
         sessions.ready = False
         app[STREAMS].close()  # streams end now; their clients reconnect to a replica that stays
+        # Streams relayed for another replica's instances: their owners end them, so that
+        # what they already wrote still reaches the client (a cut relay would lose it).
+        await app[FORWARDER].end_relayed_streams(
+            min(RELAY_END_TIMEOUT_S, config.shutdown_timeout_ms / 1000)
+        )
         await asyncio.sleep(config.shutdown_readiness_delay_ms / 1000)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(sessions.stop(), config.shutdown_timeout_ms / 1000 + 5)

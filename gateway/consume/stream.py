@@ -31,6 +31,7 @@ from sessions.router import Local
 
 from ..context import CONFIG, SESSIONS
 from ..errors import GatewayError, error_body, to_gateway_error
+from ..forwarding import FORWARDED, STREAM_HEADER
 from ..observability import traffic
 from ..security.principal import principal_of
 from ..streaming import framing
@@ -106,7 +107,9 @@ async def serve(
     """Stream ``inst``'s records until the client leaves, a limit is reached or the replica
     drains. Anything wrong before the first byte is an ordinary error response."""
     caller = principal_of(request)
-    with request.app[STREAMS].hold(caller.name) as drain:
+    # A stream relayed by another replica carries the name that replica ends it by.
+    token = request.headers.get(STREAM_HEADER) if request.get(FORWARDED) else None
+    with request.app[STREAMS].hold(caller.name, token) as drain:
         pump = _Pump(request, inst, ctype, wanted)
         return await pump.run(drain)
 

@@ -28,10 +28,15 @@ class StreamSlots:
         # Set when the replica drains: every open stream ends cleanly so that its client
         # reconnects (through the load balancer) to a replica that stays.
         self.closing = asyncio.Event()
+        # Each open stream's own end, set on drain or by end(): a stream relayed by another
+        # replica (named by the hop's stream token) ends when that replica drains.
+        self._ends: set[asyncio.Event] = set()
+        self._by_token: dict[str, asyncio.Event] = {}
 
     @contextlib.contextmanager
-    def hold(self, principal: str) -> Iterator[asyncio.Event]:
-        """A slot for one stream, kept until the block ends; yields the drain event."""
+    def hold(self, principal: str, token: str | None = None) -> Iterator[asyncio.Event]:
+        """A slot for one stream, kept until the block ends; yields the event that ends it
+        (the replica drains, or ``end(token)``)."""
         if self.closing.is_set():
             raise GatewayError(
                 503, 50302, "This replica is shutting down; retry the request", retry_after=1
@@ -53,16 +58,33 @@ class StreamSlots:
             )
         self._open[principal] += 1
         self.total += 1
+        ends = asyncio.Event()
+        self._ends.add(ends)
+        if token is not None:
+            self._by_token[token] = ends
         try:
-            yield self.closing
+            yield ends
         finally:
+            self._ends.discard(ends)
+            if token is not None and self._by_token.get(token) is ends:
+                del self._by_token[token]
             self.total -= 1
             self._open[principal] -= 1
             if not self._open[principal]:
                 del self._open[principal]
 
+    def end(self, token: str) -> bool:
+        """End the stream opened with ``token`` (cleanly, at its next turn); False if none."""
+        ends = self._by_token.get(token)
+        if ends is None:
+            return False
+        ends.set()
+        return True
+
     def close(self) -> None:
         self.closing.set()
+        for ends in self._ends:
+            ends.set()
 
 
 STREAMS = web.AppKey("streams", StreamSlots)

@@ -105,6 +105,64 @@ async def test_stream_through_a_non_owner_is_live_and_survives_the_owner_drainin
     assert [r["offset"] for r in got] == list(range(12))
 
 
+@pytest.mark.both_worker_modes
+@pytest.mark.parametrize("kind", [SSE, NDJSON], ids=["sse", "ndjson"])
+async def test_a_relaying_replica_that_drains_ends_its_streams_losing_nothing(
+    make_cluster: MakeClusterFn, new_topic: NewTopicFn, producer: Any, kind: str
+) -> None:
+    """The replica relaying a stream (not the owner) drains while records keep coming: the
+    owner is asked to end the stream, so it ends cleanly and at once, not when the relay's
+    shutdown timeout cuts it (with whatever was in the hop lost), and a reconnect to the
+    owner resumes with no gap and no duplicate."""
+    shutdown_s = 25
+    cluster = await make_cluster(
+        2,
+        props={**FAST, "stream.heartbeat.ms": "300", "shutdown.timeout.ms": str(shutdown_s * 1000)},
+    )
+    owner, relay = cluster.urls
+    topic = await new_topic(partitions=1)
+    group = uid("relaydrain")
+    inst = f"/consumers/{group}/instances/c"
+    total = 60
+    for i in range(5):
+        await producer.send_and_wait(topic, b"%d" % i, partition=0)
+
+    async def keep_producing() -> None:
+        for i in range(5, total):
+            await producer.send_and_wait(topic, b"%d" % i, partition=0)
+            await asyncio.sleep(0.03)
+
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=30)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        await create_subscribed(http, owner, group, "c", topic)
+        resp = await open_with_retry(http, relay + inst + "/records", kind)
+        stream = Stream(resp)
+        got = await stream.records(5)
+
+        producing = asyncio.create_task(keep_producing())
+        await asyncio.sleep(0.3)  # records are flowing through the hop
+        started = time.monotonic()
+        drain = asyncio.create_task(cluster.terminate(1, timeout=shutdown_s + 10))
+        events = await stream.until_end(timeout=shutdown_s - 5)
+        ended_after = time.monotonic() - started
+        resp.close()
+        assert all(e.kind == "record" for e in events), events  # a clean end: no error
+        got += [e.data for e in events]
+        assert await drain == 0
+        drained_after = time.monotonic() - started
+        await producing
+
+        resp = await open_with_retry(http, owner + inst + "/records", kind)
+        got += await Stream(resp).records(total - len(got))
+        resp.close()
+    values = [int(base64.b64decode(r["value"])) for r in got]
+    assert values == list(range(total)), values  # no gap, no duplicate across the drain
+    # Ended by the owner within a turn of its loop (plus the readiness delay before the
+    # drain starts), not by the relay's shutdown timeout.
+    assert ended_after < 6, ended_after
+    assert drained_after < shutdown_s / 2, drained_after
+
+
 # --- a slow reader ----------------------------------------------------------------------------
 
 RECORD_BYTES = 100_000

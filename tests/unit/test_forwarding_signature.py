@@ -35,6 +35,8 @@ from gateway.forwarding import (
     LEGACY_HEADER,
     MARGIN_S,
     MAX_SKEW_S,
+    STREAM_END_PATH,
+    STREAM_HEADER,
     Forwarder,
     ForwardTo,
     NonceCache,
@@ -50,6 +52,8 @@ from sessions.instance import ASSIGNMENT_WAIT_S
 from sessions.router import Forward
 
 SECRET = "s3cret-cluster-key"
+SSE = "text/event-stream"
+NDJSON = "application/x-ndjson"
 NODE = "10.0.0.7:8082:0123456789ab"  # the owner's node id: what a hop is addressed to
 PATH = "/consumers/g/instances/c1/records?timeout=500&max_bytes=1000"
 BODY = b'{"topics":["orders"]}'
@@ -601,7 +605,7 @@ class Front:
 
 @contextlib.asynccontextmanager
 async def front_server(
-    owner_url: str, budget_kafka_ms: int = 1000
+    owner_url: str, budget_kafka_ms: int = 1000, path: str = "/{tail:.*}"
 ) -> AsyncIterator[tuple[Front, Forwarder]]:
     """A front replica whose every request is forwarded to ``owner_url`` (owner id NODE).
 
@@ -615,7 +619,7 @@ async def front_server(
         raise ForwardTo(Forward(owner_url, route().record))
 
     front = web.Application(middlewares=[error_middleware])  # GatewayError -> Confluent body
-    front.router.add_route("*", "/{tail:.*}", front_handler)
+    front.router.add_route("*", path, front_handler)
     forwarder = Forwarder(SECRET, default_wait_ms=1000, kafka_timeout_ms=budget_kafka_ms)
     front[FORWARDER] = forwarder
     runner = web.AppRunner(front, access_log=None)
@@ -865,3 +869,56 @@ async def test_a_client_that_goes_away_takes_the_hop_with_it() -> None:
                 await asyncio.sleep(0.05)
             assert closed_after and closed_after[0] < 2.0, closed_after
             assert not forwarder._inflight  # nothing left to watch
+
+
+# --- a relaying replica's drain ------------------------------------------------------------------
+
+
+async def test_a_draining_relay_asks_the_owner_to_end_its_stream_with_a_signed_hop() -> None:
+    """The relayed stream's hop carries a token; the drain's end request names it, verifies on
+    the owner as a hop, and after the drain no new stream is relayed (a retriable 503)."""
+    seen: dict[str, Any] = {}
+    nonces = NonceCache()
+    ended = asyncio.Event()
+
+    async def stream(req: web.Request) -> web.StreamResponse:
+        assert await verify(req, SECRET, node_id=NODE, nonces=nonces) is True
+        seen["token"] = req.headers.get(STREAM_HEADER)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(req)
+        await resp.write(b"event: record\ndata: 1\n\n")
+        await ended.wait()  # the owner ends it when asked, after what it wrote
+        await resp.write(b"event: record\ndata: 2\n\n")
+        await resp.write_eof()
+        return resp
+
+    async def end(req: web.Request) -> web.Response:
+        seen["end_verified"] = await verify(req, SECRET, node_id=NODE, nonces=nonces)
+        seen["end_token"] = req.match_info["token"]
+        ended.set()
+        return web.Response(status=204)
+
+    owner = web.Application()
+    owner.router.add_get(INSTANCE + "/records", stream)
+    owner.router.add_post(STREAM_END_PATH, end)
+    async with TestServer(owner) as owner_server:
+        owner_url = str(owner_server.make_url("/"))
+        # Routed as the gateway routes it: a stream is a records read (by route and Accept).
+        async with front_server(owner_url, path=INSTANCE + "/records") as (client, forwarder):
+            path = "/consumers/g/instances/c1/records"
+            resp = await client.http.get(client.url(path), headers={"Accept": SSE})
+            assert resp.status == 200
+            assert await resp.content.readuntil(b"\n\n") == b"event: record\ndata: 1\n\n"
+            await forwarder.end_relayed_streams(5.0)
+            assert await asyncio.wait_for(resp.read(), 5) == b"event: record\ndata: 2\n\n"
+            assert seen["end_verified"] is True
+            assert seen["token"] and seen["end_token"] == seen["token"]
+
+            # An EventSource gets the refusal as the short stream that tells it to retry.
+            again = await client.http.get(client.url(path), headers={"Accept": SSE})
+            assert (again.status, again.headers.get("Retry-After")) == (200, "1")
+            assert b"50302" in await again.read()
+            again = await client.http.get(client.url(path), headers={"Accept": NDJSON})
+            assert again.status == 503
+            assert (await again.json())["error_code"] == 50302
+            assert forwarder._relayed == {}  # the ended stream is forgotten
