@@ -569,13 +569,13 @@ class Forwarder:
             raise GatewayError(
                 503, 50302, "This replica is shutting down; retry the request", retry_after=1
             )
-        session, url = self._session, wire_target(route.url, request.raw_path)
+        session, base = self._session, route.url
         sibling = self.worker.sibling_socket(route.record.owner) if self.worker else None
         if sibling is not None:
             # A sibling worker of this replica: its socket, not a round trip through the
             # shared listener (which could land on any worker, this one included).
-            session = self._sibling_session(sibling)
-            url = wire_target("http://localhost", request.raw_path)
+            session, base = self._sibling_session(sibling), "http://localhost"
+        url = wire_target(base, request.raw_path)
         body = await request.read()
         headers: CIMultiDict[str] = CIMultiDict()
         for name in _KEEP_REQUEST:
@@ -605,7 +605,6 @@ class Forwarder:
         # Named, so that this replica can ask the owner to end it when it drains.
         token = secrets.token_urlsafe(16)
         headers[STREAM_HEADER] = token
-        base = "http://localhost" if sibling is not None else route.url
         self._relayed[token] = (session, base, route.record.owner)
         try:
             return await self._exchange(request, session, url, headers, body, budget, route.url)

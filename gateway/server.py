@@ -98,11 +98,15 @@ async def serve(config: Config, worker: WorkerIdentity | None = None) -> None:
         sessions.ready = False
         app[STREAMS].close()  # streams end now; their clients reconnect to a replica that stays
         # Streams relayed for another replica's instances: their owners end them, so that
-        # what they already wrote still reaches the client (a cut relay would lose it).
-        await app[FORWARDER].end_relayed_streams(
-            min(RELAY_END_TIMEOUT_S, config.shutdown_timeout_ms / 1000)
+        # what they already wrote still reaches the client (a cut relay would lose it). Asked
+        # during the readiness delay: an owner that does not answer adds nothing to the drain.
+        ending = asyncio.ensure_future(
+            app[FORWARDER].end_relayed_streams(
+                min(RELAY_END_TIMEOUT_S, config.shutdown_timeout_ms / 1000)
+            )
         )
         await asyncio.sleep(config.shutdown_readiness_delay_ms / 1000)
+        await ending
         with contextlib.suppress(Exception):
             await asyncio.wait_for(sessions.stop(), config.shutdown_timeout_ms / 1000 + 5)
     finally:

@@ -18,7 +18,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
 
 import orjson
 from aiohttp import web
@@ -113,7 +112,7 @@ class Metrics:
             registry=r,
         )
         self.census: CensusFn | None = None
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._cluster_instances: int | None = None
         r.register(_Collector(sessions, traffic, lambda: self._cluster_instances))
 

@@ -278,12 +278,13 @@ async def send_all(
     stick to one randomly chosen available partition until its batch is full and then move
     to another one, as Java's sticky partitioner does.
 
-    Batches are as large as the topic takes (``limits``, see :mod:`.topic_limits`). A batch holding at least half of that (or a record
-    with neither key nor value, which ``send()`` refuses) is handed over whole. A smaller
-    one is handed over record by record instead, into whatever batch the producer has open
-    for that partition: aiokafka queues only one undelivered batch per partition, so a small
-    batch of its own would make concurrent small requests to one partition take one broker
-    round trip each, where records handed over one by one share batches.
+    Batches are as large as the topic takes (``limits``, see :mod:`.topic_limits`). A batch
+    holding at least half of that (or a record with neither key nor value, which ``send()``
+    refuses) is handed over whole. A smaller one is handed over record by record instead,
+    into whatever batch the producer has open for that partition: aiokafka queues only one
+    undelivered batch per partition, so a small batch of its own would make concurrent small
+    requests to one partition take one broker round trip each, where records handed over one
+    by one share batches.
 
     Records are appended in request order and a partition's batches are handed over in order,
     which keeps the records of one partition in request order. A batch fails or succeeds as

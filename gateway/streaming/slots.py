@@ -17,6 +17,8 @@ from aiohttp import web
 from ..errors import GatewayError
 
 TOO_MANY_STREAMS = 42905
+# Ends kept for streams not open yet: a drain ends a handful of relayed streams at once.
+ENDED_EARLY_MAX = 1024
 
 
 class StreamSlots:
@@ -32,6 +34,9 @@ class StreamSlots:
         # replica (named by the hop's stream token) ends when that replica drains.
         self._ends: set[asyncio.Event] = set()
         self._by_token: dict[str, asyncio.Event] = {}
+        # Ends that arrived before their stream opened (the relay drained while the hop was
+        # on its way): such a stream ends at its first turn. Bounded; the oldest go first.
+        self._ended_early: dict[str, None] = {}
 
     @contextlib.contextmanager
     def hold(self, principal: str, token: str | None = None) -> Iterator[asyncio.Event]:
@@ -62,6 +67,9 @@ class StreamSlots:
         self._ends.add(ends)
         if token is not None:
             self._by_token[token] = ends
+            if token in self._ended_early:
+                del self._ended_early[token]
+                ends.set()
         try:
             yield ends
         finally:
@@ -74,9 +82,13 @@ class StreamSlots:
                 del self._open[principal]
 
     def end(self, token: str) -> bool:
-        """End the stream opened with ``token`` (cleanly, at its next turn); False if none."""
+        """End the stream opened with ``token`` (cleanly, at its next turn); False if it is
+        not open (yet): if it opens later, it ends at its first turn."""
         ends = self._by_token.get(token)
         if ends is None:
+            if len(self._ended_early) >= ENDED_EARLY_MAX:
+                del self._ended_early[next(iter(self._ended_early))]
+            self._ended_early[token] = None
             return False
         ends.set()
         return True

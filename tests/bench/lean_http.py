@@ -44,8 +44,10 @@ class LeanConnection:
     async def request(self, head: bytes, body: bytes) -> tuple[int, bytes]:
         """Send ``head`` (request line and headers, ending in the blank line) and ``body``;
         the answer's status and body."""
-        self._writer.write(head + body if len(body) < 65536 else head)
-        if len(body) >= 65536:
+        if len(body) < 65536:
+            self._writer.write(head + body)  # one segment for the usual small request
+        else:
+            self._writer.write(head)
             self._writer.write(body)
         head_in = await self._reader.readuntil(b"\r\n\r\n")
         status = int(head_in[9:12])
